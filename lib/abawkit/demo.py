@@ -225,8 +225,10 @@ def make_timeline(rng: np.random.Generator, n: int, classes: list[int], no_face:
     klass = np.zeros(n, np.int64)
     intensity = np.zeros(n, np.float32)
     other_side = np.zeros(n, np.int64)
-    cuts = np.sort(rng.choice(np.arange(15, n - 15), size=len(classes) - 1, replace=False)) if len(classes) > 1 else []
-    bounds = [0, *cuts.tolist(), n] if len(classes) > 1 else [0, n]
+    k = len(classes)
+    min_len = min(20, n // k)  # no event so short that a split's only example of a class vanishes
+    lengths = min_len + rng.multinomial(n - k * min_len, np.ones(k) / k)
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     for c, a, b in zip(classes, bounds[:-1], bounds[1:]):
         klass[a:b] = c
         other_side[a:b] = rng.integers(0, 2)
