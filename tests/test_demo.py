@@ -125,7 +125,7 @@ def test_demo_data_and_evaluate_commands(tmp_path, tiny_demo, tiny_manifest, cap
 
 
 def test_help_of_every_command(capsys):
-    from abawkit.cli import COMMAND_MODULES, build_parser
+    from abawkit.cli import build_parser, command_modules
 
     parser = build_parser()
     for action in parser._subparsers._group_actions:
@@ -134,4 +134,14 @@ def test_help_of_every_command(capsys):
                 main([name, "--help"])
             assert exc.value.code == 0
             assert "usage: abawkit " + name in capsys.readouterr().out
-    assert len(COMMAND_MODULES) >= 4
+    assert command_modules()[:2] == ["demo_data", "manifest"]
+
+
+def test_module_entry_point_reports_user_errors_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "abawkit.cli", "evaluate", str(tmp_path / "missing.txt"),
+                           "--truth", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "holds no <video_id>.txt" in proc.stderr

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-# Each module defines ``register(subparsers)``, adding a parser whose default ``func(args) -> int`` runs it.
-# Heavy imports (torch, mediapipe) happen inside ``func`` so that ``--help`` stays fast.
-COMMAND_MODULES = (
-    "demo_data",
-    "manifest",
-    "evaluate",
-    "submission",
-)
+from . import commands
+from .errors import UserError
+
+__all__ = ["UserError", "build_parser", "command_modules", "main"]
+
+
+def command_modules() -> list[str]:
+    """The modules of ``abawkit.commands``, in pipeline order (each module's ``ORDER``, then its name).
+
+    Each defines ``register(subparsers)``, adding a parser whose default ``func(args) -> int`` runs it, and
+    keeps its heavy imports (torch, mediapipe) inside ``func`` so that ``--help`` stays fast.
+    """
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    modules = [importlib.import_module(f"abawkit.commands.{name}") for name in names]
+    return [m.__name__.rsplit(".", 1)[1] for m in sorted(modules, key=lambda m: (getattr(m, "ORDER", 99), m.__name__))]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"abawkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"abawkit.commands.{name}").register(sub)
     return parser
 
@@ -45,10 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"abawkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-class UserError(Exception):
-    """A problem with the user's input: the message names the file, line or value, and what to do."""
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+ORDER = 10  # place in ``abawkit --help`` (pipeline order)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, build_demo
 
     if args.frames < 60 or min(args.n_train, args.n_val, args.n_test) < 1:
-        from ..cli import UserError
+        from ..errors import UserError
 
         raise UserError("--frames must be at least 60 and each split needs at least one video")
     start = time.time()

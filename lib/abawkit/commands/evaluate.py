@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+ORDER = 80  # place in ``abawkit --help`` (pipeline order)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..annotations import AnnotationError, load_label_folder
-    from ..cli import UserError
+    from ..errors import UserError
     from ..io import write_json
     from ..manifest import ManifestError, load_manifest
     from ..submission import SubmissionError, score_submission

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+ORDER = 20  # place in ``abawkit --help`` (pipeline order)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..annotations import AnnotationError
-    from ..cli import UserError
+    from ..errors import UserError
     from ..manifest import ManifestError, build_manifest, summarize
 
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+ORDER = 90  # place in ``abawkit --help`` (pipeline order)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ..manifest import ManifestError, load_manifest, read_example_file, read_test_list
     from ..submission import check_submission, rows_from_counts
 

@@ -1,0 +1,165 @@
+"""The frame-level expression model: a timm backbone, its pre-logits embedding and an 8-class head.
+
+Checkpoints are a plain dict readable with ``torch.load(weights_only=True)``: ``format``, ``config`` (the
+:class:`FrameModelConfig` as a dict, timm name included) and ``state_dict``; trainers add their own keys
+(optimizer, algorithm state, step) beside them. Never a pickled module: those break across timm versions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .labels import NUM_CLASSES
+
+CHECKPOINT_FORMAT = "abawkit-frame-model/1"
+#: Small enough to train on 2 CPU cores in minutes (the demo default).
+CPU_BACKBONE = "resnet10t"
+#: The documented GPU default for Aff-Wild2 (use pretrained=True or weights=... where you have them).
+GPU_BACKBONE = "convnext_tiny"
+
+
+@dataclass(frozen=True)
+class FrameModelConfig:
+    backbone: str = CPU_BACKBONE
+    image_size: int = 112
+    num_classes: int = NUM_CLASSES
+    pretrained: bool = False
+    weights: str | None = None  # a local file of backbone weights (timm/torchvision state_dict); head skipped
+    drop_rate: float = 0.0
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FrameModelConfig":
+        known = {f.name for f in fields(cls)}
+        values = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+class FrameModel(nn.Module):
+    """``forward(x)`` gives logits; ``embed(x)`` the ``forward_head(pre_logits=True)`` embedding."""
+
+    def __init__(self, config: FrameModelConfig):
+        super().__init__()
+        import timm
+
+        self.config = config
+        self.backbone = timm.create_model(config.backbone, pretrained=config.pretrained,
+                                          num_classes=config.num_classes, drop_rate=config.drop_rate)
+        if config.weights:
+            load_backbone_weights(self.backbone, config.weights)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.backbone.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def embed_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and logits from one pass (the feature cache stores both)."""
+        emb = self.embed(x)
+        return emb, self.backbone.get_classifier()(emb)
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
+    """Load a local state_dict into the backbone, leaving the classifier head (different class count) as built."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights {path} not found; give a local .pth/.pt/.safetensors file or "
+                                f"set weights to None")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    head = backbone.pretrained_cfg.get("classifier") or ""
+    own = backbone.state_dict()
+    usable = {k: v for k, v in state.items()
+              if k in own and own[k].shape == v.shape and not (head and k.startswith(head + "."))}
+    if not usable:
+        raise ValueError(f"{path}: no tensor matches the {type(backbone).__name__} backbone; is it for another model?")
+    backbone.load_state_dict(usable, strict=False)
+
+
+def build_frame_model(config: FrameModelConfig = FrameModelConfig()) -> FrameModel:
+    return FrameModel(config)
+
+
+def save_frame_checkpoint(path: str | os.PathLike, model: FrameModel, **extra: Any) -> Path:
+    """Write ``model`` (config + state_dict, plus any trainer ``extra`` keys) atomically to ``path``."""
+    from .io import atomic_path
+
+    model = getattr(model, "module", model)  # unwrap DDP
+    payload = {"format": CHECKPOINT_FORMAT, "config": _plain(asdict(model.config)),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_frame_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frame-model checkpoint {path} not found; train one with abawkit train-frame "
+                                f"(notebook 02) or pass the path of yours")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an abawkit frame-model checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return payload
+
+
+def load_frame_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FrameModel, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (no download: ``pretrained`` is turned off) and return it in eval mode
+    with the checkpoint dict."""
+    payload = load_frame_checkpoint(path)
+    config = FrameModelConfig.from_dict({**payload["config"], "pretrained": False, "weights": None})
+    model = FrameModel(config)
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload
+
+
+def eval_transform(config: FrameModelConfig):
+    """uint8 CHW image tensor -> normalized float tensor at ``config.image_size`` (used for validation and caching)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize((config.image_size, config.image_size), antialias=True),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(config.mean), list(config.std))])
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """A JPEG/PNG as a uint8 RGB CHW tensor; the error names the file."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        raise ValueError(f"cannot decode image {path}: {exc}; delete or replace the file") from None
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op context on CPU."""
+    import contextlib
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
