@@ -37,3 +37,24 @@ def setup(seed: int | None = 0) -> Path:
     matplotlib.rcParams.update({"figure.dpi": 100, "figure.figsize": (9, 3.5), "axes.grid": True,
                                 "grid.alpha": 0.3})
     return root
+
+
+#: Output MIME type under which a notebook reports its key metrics; ``abawkit run`` reads it from the executed copy.
+METRICS_MIME = "application/vnd.abawkit.metrics+json"
+
+
+def report_metrics(**metrics: float | int | str) -> dict:
+    """Show a notebook's key figures (e.g. ``val_macro_f1=0.41``) and tag them for the run record.
+
+    The values appear as a small table for the reader and, under :data:`METRICS_MIME`, in the executed
+    notebook, where the pipeline runner collects them into ``run.json``.
+    """
+    clean = {k: (float(v) if hasattr(v, "item") else v) for k, v in metrics.items()}
+    try:
+        from IPython.display import display
+
+        text = "\n".join(f"{k:>24s}  {v:.4f}" if isinstance(v, float) else f"{k:>24s}  {v}" for k, v in clean.items())
+        display({METRICS_MIME: clean, "text/plain": text}, raw=True)
+    except ImportError:  # pragma: no cover - outside IPython
+        print(clean)
+    return clean
