@@ -139,13 +139,17 @@ def eval_transform(config: FrameModelConfig):
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """A JPEG/PNG as a uint8 RGB CHW tensor; the error names the file."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    """A JPEG/PNG as a uint8 RGB CHW tensor; the error names the file.
 
-    try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
-        raise ValueError(f"cannot decode image {path}: {exc}; delete or replace the file") from None
+    OpenCV decodes (libjpeg-turbo): torchvision.io's decoders are deprecated from 0.29 on."""
+    import cv2
+    import numpy as np
+
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    if image is None:
+        raise ValueError(f"cannot decode image {path}: missing, empty or not an image; delete or replace the file")
+    return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)))
 
 
 def autocast(device: torch.device):
