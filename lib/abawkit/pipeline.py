@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import tokenize
 from dataclasses import dataclass, field, replace
@@ -314,13 +315,27 @@ class ResolvedStage:
         return f"{self.index:02d}_{self.name}.ipynb"
 
 
-def resolve(pipeline: Pipeline, root: str | os.PathLike) -> list[ResolvedStage]:
+def _substitute(value: Any, run_dir: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{run_dir}", run_dir).replace("{run_name}", Path(run_dir).name)
+    if isinstance(value, list):
+        return [_substitute(v, run_dir) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, run_dir) for k, v in value.items()}
+    return value
+
+
+def resolve(pipeline: Pipeline, root: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> list[ResolvedStage]:
     """Check every stage against its notebook's parameters cell; all problems are reported at once.
+
+    ``{run_dir}`` in a string parameter or an output becomes the run folder (default ``runs/<pipeline name>``)
+    and ``{run_name}`` its last part, so that one pipeline file serves several runs side by side.
 
     Errors: a missing notebook, an unknown parameter, a required parameter without a value, a value of the
     wrong type, a default used by no stage, an output path naming a parameter that does not exist.
     """
     root = Path(root)
+    run_dir_str = str(run_dir if run_dir is not None else Path("runs") / pipeline.name)
     problems: list[str] = []
     resolved: list[ResolvedStage] = []
     used_defaults: set[str] = set()
@@ -334,6 +349,7 @@ def resolve(pipeline: Pipeline, root: str | os.PathLike) -> list[ResolvedStage]:
         params = {k: v for k, v in pipeline.defaults.items() if k in declared}
         used_defaults.update(params)
         params.update(stage.parameters)
+        params = _substitute(params, run_dir_str)
         for name in stage.parameters:
             if name not in declared:
                 hint = _closest(name, declared)
@@ -344,7 +360,7 @@ def resolve(pipeline: Pipeline, root: str | os.PathLike) -> list[ResolvedStage]:
             why = check_value(param, value)
             if why:
                 problems.append(f"stage {stage.name!r}: parameter {name!r} {why}")
-        values = {name: params.get(name, p.default) for name, p in declared.items()}
+        values = {name: params.get(name, p.default) for name, p in declared.items()} | {"run_dir": run_dir_str, "run_name": Path(run_dir_str).name}
         outputs = []
         for out in stage.outputs:
             try:
@@ -447,9 +463,43 @@ class PlanItem:
     stage: ResolvedStage
     action: str  # "run" | "skip" | "keep" (before --from / outside --only: not touched)
     reason: str
+    previous: dict[str, Any] | None = None  # the recorded run of this stage that the decision rests on
 
 
-def plan(stages: list[ResolvedStage], previous: dict[str, Any] | None, root: Path, from_stage: str | None = None,
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The run record of ``run_dir`` first, then those of its sibling runs (``run_dir/../*/run.json``)."""
+    run_dir = Path(run_dir)
+    own = read_run_record(run_dir)
+    records = [own] if own else []
+    if run_dir.parent.is_dir():
+        for sibling in sorted(run_dir.parent.glob(f"*/{RUN_RECORD}")):
+            if sibling.parent.resolve() != run_dir.resolve():
+                rec = read_run_record(sibling.parent)
+                if rec:
+                    records.append(rec)
+    return records
+
+
+def last_producer(stage: ResolvedStage, history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most recent recorded run (in any record of ``history``) of a stage writing the same outputs.
+
+    Runs side by side share some outputs (the manifest, the crops): what counts is who wrote them last,
+    whether it succeeded, and with which parameters.
+    """
+    best, best_time = None, ""
+    for rec in history:
+        entry = (rec.get("stages") or {}).get(stage.name)
+        if not entry or not entry.get("started"):
+            continue
+        if sorted(entry.get("outputs") or []) != sorted(stage.outputs):
+            continue
+        when = entry.get("ended") or entry.get("started") or ""
+        if best is None or when > best_time:
+            best, best_time = entry, when
+    return best
+
+
+def plan(stages: list[ResolvedStage], history: list[dict[str, Any]], root: Path, from_stage: str | None = None,
          only: str | None = None, force: bool = False) -> list[PlanItem]:
     """What each stage will do and why. Once a stage runs, every later stage runs too: its inputs changed."""
     names = [s.name for s in stages]
@@ -458,17 +508,16 @@ def plan(stages: list[ResolvedStage], previous: dict[str, Any] | None, root: Pat
             raise PipelineError(f"{flag} {value!r}: no such stage; stages: {', '.join(names)}")
     if from_stage and only:
         raise PipelineError("give --from or --only, not both")
-    prev_stages = (previous or {}).get("stages", {})
+    own_stages = (history[0].get("stages") or {}) if history else {}
     items: list[PlanItem] = []
     upstream_ran = False
     start = names.index(from_stage) if from_stage else 0
     for i, s in enumerate(stages):
-        if only is not None and s.name != only:
-            items.append(PlanItem(s, "keep", f"--only {only}"))
+        if (only is not None and s.name != only) or i < start:
+            items.append(PlanItem(s, "keep", f"--only {only}" if only else f"before --from {from_stage}",
+                                  own_stages.get(s.name)))
             continue
-        if i < start:
-            items.append(PlanItem(s, "keep", f"before --from {from_stage}"))
-            continue
+        prev = last_producer(s, history)
         if force:
             action, reason = "run", "--force"
         elif only is not None:
@@ -478,9 +527,9 @@ def plan(stages: list[ResolvedStage], previous: dict[str, Any] | None, root: Pat
         elif upstream_ran:
             action, reason = "run", "an earlier stage ran"
         else:
-            action, reason = _skip_decision(s, prev_stages.get(s.name), root)
+            action, reason = _skip_decision(s, prev, root)
         upstream_ran = upstream_ran or action == "run"
-        items.append(PlanItem(s, action, reason))
+        items.append(PlanItem(s, action, reason, prev))
     return items
 
 
@@ -490,11 +539,13 @@ def _skip_decision(stage: ResolvedStage, prev: dict[str, Any] | None, root: Path
     missing = [o for o in stage.outputs if not (root / o).exists()]
     if missing:
         return "run", f"output {missing[0]} missing"
-    if not prev or prev.get("status") not in ("done", "skipped"):
-        return "run", "no earlier successful run recorded"
+    if not prev:
+        return "run", "no recorded run wrote these outputs"
+    if prev.get("status") not in ("done", "skipped"):
+        return "run", f"the last recorded run of it {prev.get('status')}"
     if prev.get("parameters") != _jsonable(stage.parameters):
-        changed = sorted(k for k in set(prev.get("parameters", {})) | set(stage.parameters)
-                         if prev.get("parameters", {}).get(k) != _jsonable(stage.parameters.get(k)))
+        old = prev.get("parameters") or {}
+        changed = sorted(k for k in set(old) | set(stage.parameters) if old.get(k) != _jsonable(stage.parameters.get(k)))
         return "run", f"parameters changed: {', '.join(changed)}"
     return "skip", "outputs exist, parameters unchanged"
 
@@ -515,9 +566,8 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     root = Path(root or os.getcwd()).resolve()
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / pipeline.name
     run_dir_abs = run_dir if run_dir.is_absolute() else root / run_dir
-    stages = resolve(pipeline, root)
-    previous = read_run_record(run_dir_abs)
-    items = plan(stages, previous, root, from_stage=from_stage, only=only, force=force)
+    stages = resolve(pipeline, root, run_dir)
+    items = plan(stages, read_history(run_dir_abs), root, from_stage=from_stage, only=only, force=force)
     resume_cmd = command or f"abawkit run {pipeline.path or pipeline.name + '.yaml'} --run-dir {run_dir}"
 
     if dry_run:
@@ -526,7 +576,6 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
         return {"plan": [{"stage": it.stage.name, "action": it.action, "reason": it.reason,
                           "parameters": _jsonable(it.stage.parameters)} for it in items]}
 
-    prev_stages = (previous or {}).get("stages", {})
     record: dict[str, Any] = {
         "pipeline": {"name": pipeline.name, "file": pipeline.path,
                      "sha256": _sha256(Path(pipeline.path)) if pipeline.path and Path(pipeline.path).is_file() else None},
@@ -539,6 +588,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
         "device": device_info(),
         "kernel": kernel or pipeline.kernel,
         "command": command,
+        "argv": sys.argv,
         "stages": {},
     }
     for item in items:
@@ -549,7 +599,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
             "outputs": list(s.outputs), "status": "pending", "reason": item.reason,
             "started": None, "ended": None, "seconds": None, "metrics": {},
         }
-        old = prev_stages.get(s.name)
+        old = item.previous
         if item.action in ("skip", "keep") and old:
             # carried over from the earlier run: what produced the outputs that are still there
             for key in ("started", "ended", "seconds", "metrics", "parameters", "git_commit"):

@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "stages run too.",
         epilog="examples:\n"
                "  abawkit run pipelines/demo.yaml\n"
-               "  abawkit run pipelines/demo.yaml --set temporal.window=128 --run-dir runs/window128\n"
-               "  abawkit run pipelines/demo.yaml --from temporal      # resume after a failure\n"
+               "  abawkit run pipelines/demo.yaml --set temporal_encoder.window=128 --run-dir runs/window128\n"
+               "  abawkit run pipelines/demo.yaml --from temporal_encoder  # resume after a failure\n"
                "  abawkit run pipelines/affwild2.yaml --set affwild2_root=/data/affwild2 --dry-run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
