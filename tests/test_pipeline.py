@@ -308,3 +308,9 @@ def test_report_notebook_executes(tiny_manifest, report_inputs, tmp_path):
     images = sum("image/png" in o.get("data", {}) for c in json.loads(out.read_text())["cells"]
                  for o in c.get("outputs", []))
     assert images == 4
+
+
+def test_missing_kernel_is_reported_before_running(tmp_path):
+    with pytest.raises(PipelineError, match="no Jupyter kernel named 'nope'.*--kernel"):
+        run_pipeline(load_pipeline(toy_pipeline(tmp_path)), tmp_path / "runs" / "k", root=REPO, kernel="nope")
+    assert not (tmp_path / "out").exists()

@@ -568,6 +568,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     run_dir_abs = run_dir if run_dir.is_absolute() else root / run_dir
     stages = resolve(pipeline, root, run_dir)
     items = plan(stages, read_history(run_dir_abs), root, from_stage=from_stage, only=only, force=force)
+    check_kernel(kernel or pipeline.kernel)
     resume_cmd = command or f"abawkit run {pipeline.path or pipeline.name + '.yaml'} --run-dir {run_dir}"
 
     if dry_run:
@@ -660,6 +661,19 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     failed = any(e["status"] == "failed" for e in record["stages"].values())
     _finish(record, run_dir_abs, "failed" if failed else "done")
     return record
+
+
+def check_kernel(name: str) -> None:
+    """A missing Jupyter kernel is an error saying how to register it (before any stage starts)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        found = sorted(KernelSpecManager().find_kernel_specs())
+        raise PipelineError(f"no Jupyter kernel named {name!r} (found: {', '.join(found) or 'none'}); register it "
+                            f"with 'make setup' (python -m ipykernel install --sys-prefix --name {name}) or pass "
+                            f"--kernel NAME") from None
 
 
 def _finish(record: dict[str, Any], run_dir: Path, status: str) -> None:
