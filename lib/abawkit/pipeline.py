@@ -603,7 +603,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
         old = item.previous
         if item.action in ("skip", "keep") and old:
             # carried over from the earlier run: what produced the outputs that are still there
-            for key in ("started", "ended", "seconds", "metrics", "parameters", "git_commit"):
+            for key in ("executed", "started", "ended", "seconds", "metrics", "parameters", "git_commit"):
                 if key in old:
                     entry[key] = old[key]
             entry["status"] = "skipped" if item.action == "skip" else old.get("status", "not run")
