@@ -171,6 +171,20 @@ def test_chain_runs_records_skips_fails_and_resumes(tmp_path, capsys):
     assert record["stages"]["use"]["status"] == "done" and record["stages"]["use"]["metrics"] == {"doubled": 10}
     assert (out / "used.txt").read_text() == "10"
 
+    # a second run folder beside it: the shared outputs were written with these parameters, so they are skipped
+    sibling = tmp_path / "runs" / "other"
+    plan = run_pipeline(fixed, sibling, root=REPO, dry_run=True, log=logs.append)["plan"]
+    assert [p["action"] for p in plan] == ["skip", "skip"]
+    # ... until another run records that it rewrote them later with other parameters
+    later = json.loads((run_dir / "run.json").read_text())
+    later["stages"]["make"].update(parameters={**later["stages"]["make"]["parameters"], "n": 9},
+                                   ended="2999-01-01T00:00:00+00:00")
+    (tmp_path / "runs" / "third").mkdir()
+    (tmp_path / "runs" / "third" / "run.json").write_text(json.dumps(later))
+    plan = run_pipeline(fixed, run_dir, root=REPO, dry_run=True, log=logs.append)["plan"]
+    assert [(p["action"], p["reason"]) for p in plan] == [("run", "parameters changed: n"),
+                                                          ("run", "an earlier stage ran")]
+
 
 def test_cli_failure_message_and_set(tmp_path, capsys):
     path = toy_pipeline(tmp_path)
