@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 ORDER = 5  # place in ``abawkit --help``: the command most users start with
 
@@ -11,14 +12,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="run a pipeline of notebooks (e.g. pipelines/demo.yaml) with papermill, skipping finished stages",
-        description="Run the stages of a pipeline file in order, each notebook through papermill with the "
-                    "'abawkit' kernel and the project root as working directory. Before anything runs, every "
-                    "stage's parameters are checked against the notebook's parameters cell (unknown name, "
-                    "missing required value, wrong type). Executed copies go to RUN_DIR/NN_stage.ipynb and "
-                    "the run record (parameters, git commit, package versions, device, times, status and key "
-                    "metrics per stage) to RUN_DIR/run.json. A stage whose declared outputs exist and whose "
-                    "parameters did not change since the last run is skipped; once a stage runs, the later "
-                    "stages run too.",
+        description=textwrap.fill(
+            "Run the stages of a pipeline file in order, each notebook through papermill with the 'abawkit' "
+            "kernel and the project root as working directory. Before anything runs, every stage's parameters "
+            "are checked against the notebook's parameters cell (unknown name, missing required value, wrong "
+            "type). Executed copies go to RUN_DIR/NN_stage.ipynb and the run record (parameters, git commit, "
+            "package versions, device, times, status and key metrics per stage) to RUN_DIR/run.json. A stage "
+            "whose declared outputs exist and whose parameters did not change since the last run is skipped; "
+            "once a stage runs, the later stages run too.", width=88),
         epilog="examples:\n"
                "  abawkit run pipelines/demo.yaml\n"
                "  abawkit run pipelines/demo.yaml --set temporal_encoder.window=128 --run-dir runs/window128\n"
