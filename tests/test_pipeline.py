@@ -275,7 +275,7 @@ def report_inputs(tiny_manifest, tmp_path_factory):
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"pipeline": {"name": "demo"}, "started": "2026-01-01T00:00:00+00:00",
                                               "git_commit": "abc", "status": "done",
-                                              "stages": {"s": {"metrics": {"val_macro_f1": 0.5, "note": "x"}}}}))
+                                              "stages": {"s": {"ended": "2026-01-02T03:04:00+00:00", "metrics": {"val_macro_f1": 0.5, "note": "x"}}}}))
     (base / "runs" / "broken").mkdir()
     (base / "runs" / "broken" / "run.json").write_text("{not json")
     return base
@@ -295,6 +295,7 @@ def test_report_library_builds_and_saves_figures(tiny_manifest, report_inputs, t
     assert 0.5 < (val.report.confusion.trace() / val.report.n_frames) < 0.95  # ~70% right, as drawn
     board = leaderboard(report_inputs / "runs")
     assert board["run"].tolist() == ["a"] and board["val_macro_f1"].tolist() == [0.5] and "note" not in board
+    assert board["date"].tolist() == ["2026-01-02 03:04"] and board["commit"].tolist() == ["abc"]
     report = build_report(tiny_manifest.path, report_inputs / "temporal", report_inputs / "predictions",
                           report_inputs / "runs", out_dir=tmp_path / "report")
     names = {p.name for p in report.files}

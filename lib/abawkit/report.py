@@ -103,6 +103,12 @@ def load_comparison(temporal_dir: str | os.PathLike) -> pd.DataFrame:
     return table[expected]
 
 
+def _result_time(rec: dict) -> str:
+    """When the run's results were produced: the last stage end (a re-run that skipped everything keeps it)."""
+    ends = [str(e.get("ended")) for e in (rec.get("stages") or {}).values() if isinstance(e, dict) and e.get("ended")]
+    return max(ends) if ends else str(rec.get("ended") or rec.get("started") or "")
+
+
 def leaderboard(runs_root: str | os.PathLike) -> pd.DataFrame:
     """One row per run record ``<runs_root>/*/run.json``: run, date, commit, status, and every key metric.
 
@@ -118,7 +124,7 @@ def leaderboard(runs_root: str | os.PathLike) -> pd.DataFrame:
         if not isinstance(rec, dict) or "stages" not in rec:
             continue
         row: dict[str, Any] = {"run": path.parent.name, "pipeline": (rec.get("pipeline") or {}).get("name"),
-                               "date": (rec.get("ended") or rec.get("started") or "")[:16].replace("T", " "),
+                               "date": _result_time(rec)[:16].replace("T", " "),
                                "commit": (rec.get("git_commit") or "")[:10], "status": rec.get("status")}
         for stage in (rec.get("stages") or {}).values():
             for key, value in (stage.get("metrics") or {}).items():
