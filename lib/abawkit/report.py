@@ -1,0 +1,283 @@
+"""Figures and tables of the final report: validation F1 per class, confusion, timelines, stage comparison, runs.
+
+Every required input is checked first; a missing one is an error naming the file and the stage that writes it.
+``build_report`` draws everything and saves the figures (PNG) and tables (CSV) into one output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, write_csv
+from .labels import CLASSES, IGNORE, NUM_CLASSES
+from .metrics import F1Report, f1_report
+
+VALIDATION_SPLIT = "Validation_Set"
+#: One colour per class (index order), grey for frames without a label: the same in every figure.
+CLASS_COLORS = ("#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#ffbf00", "#1f77b4", "#17becf", "#2ca02c")
+UNLABELED_COLOR = "#ffffff"
+
+
+class ReportError(FileNotFoundError):
+    """A required input of the report is missing; the message names the file and the stage that writes it."""
+
+
+def _require(path: Path, what: str, stage: str) -> Path:
+    if not path.exists():
+        raise ReportError(f"{path} is missing ({what}); it is written by {stage}: run that stage first "
+                          f"(abawkit run pipelines/demo.yaml --from {stage.split()[0]})")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass
+class ValidationResult:
+    """Truth and post-processed predictions of the validation subjects, concatenated and per video."""
+
+    truth: dict[str, np.ndarray]
+    pred: dict[str, np.ndarray]
+    report: F1Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        vids = list(self.truth)
+        y_true = np.concatenate([self.truth[v] for v in vids]) if vids else np.zeros(0, int)
+        y_pred = np.concatenate([self.pred[v] for v in vids]) if vids else np.zeros(0, int)
+        self.report = f1_report(y_true, y_pred)
+
+    def per_video(self) -> pd.DataFrame:
+        """Macro F1, frames and accuracy of each validation subject."""
+        rows = []
+        for vid in self.truth:
+            t, p = self.truth[vid], self.pred[vid]
+            keep = t != IGNORE
+            rows.append({"video_id": vid, "frames": int(t.size), "labeled": int(keep.sum()),
+                         "accuracy": float((t[keep] == p[keep]).mean()) if keep.any() else float("nan"),
+                         "macro_f1": f1_report(t, p).macro_f1})
+        return pd.DataFrame(rows)
+
+
+def load_validation(manifest_dir: str | os.PathLike, predictions_dir: str | os.PathLike,
+                    split: str = VALIDATION_SPLIT) -> ValidationResult:
+    """Labels of the split's subjects (from the manifest) beside the argmax of their saved predictions."""
+    from .manifest import load_manifest
+    from .predictions import load_video_predictions
+
+    manifest_dir, predictions_dir = Path(manifest_dir), Path(predictions_dir)
+    _require(manifest_dir / "videos.csv", "the manifest", "00_manifests (stage manifests)")
+    _require(predictions_dir, "the per-video predictions", "05_submission (stage submission)")
+    manifest = load_manifest(manifest_dir)
+    ids = manifest.video_ids(split)
+    if not ids:
+        raise ReportError(f"the manifest {manifest_dir} has no subject in {split}; the report scores that split")
+    truth, pred = {}, {}
+    for vid in ids:
+        _require(predictions_dir / f"{vid}.npz", f"predictions of {vid}", "05_submission (stage submission)")
+        probs = load_video_predictions(predictions_dir, vid)["probs"]
+        labels = manifest.labels(vid)
+        if len(probs) != len(labels):
+            raise ReportError(f"{predictions_dir / (vid + '.npz')} has {len(probs)} frames but the manifest "
+                              f"annotates {len(labels)}; re-run the submission stage with this manifest")
+        truth[vid], pred[vid] = labels, probs.argmax(axis=1).astype(np.int64)
+    return ValidationResult(truth, pred)
+
+
+def load_comparison(temporal_dir: str | os.PathLike) -> pd.DataFrame:
+    """The stage comparison (frame model, + temporal encoder, + post-processing) on the validation set."""
+    path = _require(Path(temporal_dir) / "comparison.csv", "the stage comparison table",
+                    "04_temporal_encoder (stage temporal)")
+    table = pd.read_csv(path)
+    expected = ["stage", "macro_f1", *CLASSES]
+    missing = [c for c in expected if c not in table.columns]
+    if missing:
+        raise ReportError(f"{path} lacks the column(s) {missing}; expected {','.join(expected)}")
+    return table[expected]
+
+
+def _result_time(rec: dict) -> str:
+    """When the run's results were produced: the last stage end (a re-run that skipped everything keeps it)."""
+    ends = [str(e.get("ended")) for e in (rec.get("stages") or {}).values() if isinstance(e, dict) and e.get("ended")]
+    return max(ends) if ends else str(rec.get("ended") or rec.get("started") or "")
+
+
+def leaderboard(runs_root: str | os.PathLike) -> pd.DataFrame:
+    """One row per run record ``<runs_root>/*/run.json``: run, date, commit, status, and every key metric.
+
+    Optional by design: no runs yet gives an empty table. Sorted by the final validation macro F1 when a run
+    reports one (``val_macro_f1``), best first.
+    """
+    rows = []
+    for path in sorted(Path(runs_root).glob("*/run.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # a run being written or broken: not a leaderboard row
+        if not isinstance(rec, dict) or "stages" not in rec:
+            continue
+        row: dict[str, Any] = {"run": path.parent.name, "pipeline": (rec.get("pipeline") or {}).get("name"),
+                               "date": _result_time(rec)[:16].replace("T", " "),
+                               "commit": (rec.get("git_commit") or "")[:10], "status": rec.get("status")}
+        for stage in (rec.get("stages") or {}).values():
+            for key, value in (stage.get("metrics") or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[key] = value  # later stages override earlier ones: the final figure wins
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["run", "pipeline", "date", "commit", "status"] if not rows else None)
+    if "val_macro_f1" in table.columns:
+        table = table.sort_values("val_macro_f1", ascending=False, na_position="last").reset_index(drop=True)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures (matplotlib Figure objects, no pyplot state: they show inline and save the same)
+
+
+def _figure(figsize):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def f1_bars_figure(report: F1Report, title: str = "Validation F1 per class"):
+    fig = _figure((8, 3.2))
+    ax = fig.add_subplot()
+    bars = ax.bar(list(CLASSES), report.per_class_f1, color=CLASS_COLORS, edgecolor="black", linewidth=0.5)
+    ax.axhline(report.macro_f1, color="black", linestyle="--", linewidth=1, label=f"macro F1 {report.macro_f1:.3f}")
+    ax.axhline(1 / NUM_CLASSES, color="grey", linestyle=":", linewidth=1, label="chance 0.125")
+    for bar, value in zip(bars, report.per_class_f1):
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 0.01, f"{value:.2f}", ha="center", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("F1")
+    ax.set_title(f"{title} ({report.n_frames} frames)")
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def confusion_figure(report: F1Report, normalize: bool = True, title: str = "Validation confusion"):
+    """Heatmap, rows truth, columns prediction; normalized per true class (counts written in the cells)."""
+    cm = report.confusion.astype(float)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig = _figure((5.6, 4.8))
+    ax = fig.add_subplot()
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(NUM_CLASSES), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(NUM_CLASSES), CLASSES)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("truth")
+    ax.grid(False)
+    for i in range(NUM_CLASSES):
+        for j in range(NUM_CLASSES):
+            if cm[i, j]:
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if shown[i, j] > 0.5 * np.nanmax(shown) else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of true class" if normalize else "frames")
+    ax.set_title(title)
+    return fig
+
+
+def timelines_figure(truth: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray], max_videos: int = 6,
+                     title: str = "Truth vs prediction over time"):
+    """Two colour bands per video (truth above, prediction below); white where a frame has no label."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    vids = list(truth)[:max_videos]
+    cmap = ListedColormap([UNLABELED_COLOR, *CLASS_COLORS])  # value 0 = unlabeled, 1..8 = classes
+    fig = _figure((10, 0.9 * max(1, len(vids)) + 0.9))
+    axes = fig.subplots(max(1, len(vids)), 1, squeeze=False)[:, 0]
+    for ax, vid in zip(axes, vids):
+        t = np.asarray(truth[vid]) + 1
+        p = np.asarray(pred[vid]) + 1
+        ax.imshow(np.stack([t, p]), aspect="auto", cmap=cmap, vmin=0, vmax=NUM_CLASSES, interpolation="nearest")
+        ax.set_yticks([0, 1], ["truth", "pred"], fontsize=8)
+        ax.set_title(vid, fontsize=9, loc="left")
+        ax.grid(False)
+    axes[-1].set_xlabel("frame")
+    fig.legend(handles=[Patch(color=c, label=n) for n, c in zip(CLASSES, CLASS_COLORS)], loc="outside lower center",
+               ncol=NUM_CLASSES, fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def comparison_figure(table: pd.DataFrame, title: str = "What each stage adds (validation)"):
+    """Macro F1 of each stage of the comparison table, per-class F1 as faint dots."""
+    fig = _figure((7, 3.2))
+    ax = fig.add_subplot()
+    x = np.arange(len(table))
+    ax.bar(x, table["macro_f1"], color="#4c72b0", width=0.6)
+    for i, (_, row) in enumerate(table.iterrows()):
+        ax.text(i, row["macro_f1"] + 0.015, f"{row['macro_f1']:.3f}", ha="center", fontsize=9)
+        ax.scatter(np.full(NUM_CLASSES, i) + np.linspace(-0.2, 0.2, NUM_CLASSES), row[list(CLASSES)].to_numpy(float),
+                   c=CLASS_COLORS, s=12, zorder=3, edgecolors="black", linewidths=0.3)
+    ax.axhline(1 / NUM_CLASSES, color="grey", linestyle=":", linewidth=1)
+    ax.set_xticks(x, table["stage"])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("macro F1 (dots: per class)")
+    ax.set_title(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The whole report
+
+
+@dataclass
+class Report:
+    """Everything the report notebook shows; ``files`` lists what was saved (figures PNG, tables CSV)."""
+
+    validation: ValidationResult
+    comparison: pd.DataFrame
+    leaderboard: pd.DataFrame
+    figures: dict[str, Any]
+    files: list[Path]
+
+    def metrics(self) -> dict[str, float]:
+        out = {"val_macro_f1": self.validation.report.macro_f1}
+        last = self.comparison.iloc[-1] if len(self.comparison) else None
+        if last is not None:
+            out["comparison_final_macro_f1"] = float(last["macro_f1"])
+        return out
+
+
+def _save_figure(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path
+
+
+def build_report(manifest_dir: str | os.PathLike, temporal_dir: str | os.PathLike,
+                 predictions_dir: str | os.PathLike, runs_root: str | os.PathLike | None,
+                 out_dir: str | os.PathLike | None = None, max_timelines: int = 6) -> Report:
+    """Read the inputs (all checked before drawing), draw the figures, and save them with the tables to ``out_dir``.
+
+    Saved: ``f1_per_class.png``, ``confusion.png``, ``timelines.png``, ``comparison.png``, ``per_class.csv``,
+    ``per_video.csv``, ``comparison.csv``, ``leaderboard.csv``.
+    """
+    comparison = load_comparison(temporal_dir)
+    validation = load_validation(manifest_dir, predictions_dir)
+    board = leaderboard(runs_root) if runs_root is not None and Path(runs_root).is_dir() else pd.DataFrame()
+    figures = {
+        "f1_per_class": f1_bars_figure(validation.report),
+        "confusion": confusion_figure(validation.report),
+        "timelines": timelines_figure(validation.truth, validation.pred, max_videos=max_timelines),
+        "comparison": comparison_figure(comparison),
+    }
+    files: list[Path] = []
+    if out_dir is not None:
+        out = Path(out_dir)
+        for name, fig in figures.items():
+            files.append(_save_figure(fig, out / f"{name}.png"))
+        files.append(write_csv(out / "per_class.csv", validation.report.table()))
+        files.append(write_csv(out / "per_video.csv", validation.per_video()))
+        files.append(write_csv(out / "comparison.csv", comparison))
+        files.append(write_csv(out / "leaderboard.csv", board))
+    return Report(validation, comparison, board, figures, files)

@@ -1,0 +1,332 @@
+"""The pipeline runner (parameter check, papermill chain, run record, skip/resume) and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import papermill as pm
+import pytest
+import yaml
+
+from abawkit.cli import main
+from abawkit.labels import CLASSES
+from abawkit.pipeline import (PipelineError, StageFailed, apply_overrides, load_pipeline, notebook_parameters,
+                              parse_set, read_metrics, resolve, run_pipeline, summary_table)
+from conftest import REPO
+
+TOY = REPO / "tests" / "data" / "notebooks"
+
+# The parameters every notebook must declare (COMMON.md contract), by notebook file name.
+CONTRACT = {
+    "00_manifests.ipynb": ["affwild2_root", "manifest_dir", "demo_seed"],
+    "01_extract_faces.ipynb": ["manifest_dir", "faces_dir", "workers", "size", "loose_size", "crops",
+                               "use_organizer_crops", "overwrite"],
+    "02_semisup_pretrain.ipynb": ["manifest_dir", "crops_dir", "unlabeled_dirs", "algorithm", "backbone",
+                                  "image_size", "steps", "out_dir", "seed"],
+    "03_frame_features.ipynb": ["checkpoint", "crops_dir", "manifest_dir", "features_dir"],
+    "04_temporal_encoder.ipynb": ["features_dir", "manifest_dir", "out_dir", "window", "epochs", "seed"],
+    "05_submission.ipynb": ["manifest_dir", "features_dir", "temporal_dir", "predictions_dir", "submission_dir",
+                            "truth_dir"],
+    "06_report.ipynb": ["manifest_dir", "temporal_dir", "predictions_dir", "runs_root"],
+}
+
+
+def toy_pipeline(tmp_path: Path, **use_params) -> Path:
+    """Two toy stages: ``make`` writes a JSON file, ``use`` reads it (and fails when asked)."""
+    out = tmp_path / "out"
+    spec = {
+        "name": "toy",
+        "defaults": {"out_path": str(out / "made.json")},
+        "stages": [
+            {"name": "make", "notebook": str(TOY / "toy_make.ipynb"), "parameters": {"n": 4},
+             "outputs": ["{out_path}"]},
+            {"name": "use", "notebook": str(TOY / "toy_use.ipynb"),
+             "parameters": {"in_path": str(out / "made.json"), "out_path": str(out / "used.txt"), **use_params},
+             "outputs": ["{out_path}"]},
+        ],
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+
+
+def test_notebook_parameters_types_defaults_required():
+    params = notebook_parameters(TOY / "toy_make.ipynb")
+    assert list(params) == ["out_path", "n", "scale", "tags"]
+    assert params["out_path"].required and params["out_path"].type_name == "str"
+    assert params["n"].type_name == "int" and params["n"].default == 3 and not params["n"].required
+    assert params["scale"].type_name == "float" and params["tags"].default == ["a", "b"]
+    # papermill cannot parse the comment with '**' on this line: the AST backup still finds the name
+    assert notebook_parameters(TOY / "toy_use.ipynb")["fail_at"].default == -1
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["use.bogus=1"], ["stage 'use'", "unknown parameter 'bogus'"]),
+    (["use.in_path=null"], ["stage 'use'", "parameter 'in_path' is required"]),
+    (["make.n=four"], ["stage 'make'", "parameter 'n' must be int", "'four'"]),
+    (["make.n=2.5"], ["stage 'make'", "parameter 'n' must be int"]),
+    (["make.scale=true"], ["stage 'make'", "parameter 'scale' must be float"]),
+    (["make.tags=abc"], ["stage 'make'", "parameter 'tags' must be list"]),
+    (["nowhere=1"], ["defaults", "'nowhere'", "no stage"]),
+])
+def test_parameter_check_rejects_and_names_stage_and_parameter(tmp_path, sets, expected):
+    pipeline = apply_overrides(load_pipeline(toy_pipeline(tmp_path)), sets)
+    with pytest.raises(PipelineError) as err:
+        resolve(pipeline, REPO)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_required_parameter_missing_in_file(tmp_path):
+    spec = {"name": "x", "stages": [{"name": "lonely", "notebook": str(TOY / "toy_make.ipynb")}]}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(PipelineError, match=r"stage 'lonely': parameter 'out_path' is required"):
+        resolve(load_pipeline(tmp_path / "x.yaml"), REPO)
+
+
+def test_set_values_are_yaml_literals_and_int_passes_for_float(tmp_path):
+    assert parse_set("a.b=128") == ("a", "b", 128)
+    assert parse_set("b=[x, y]") == (None, "b", ["x", "y"])
+    assert parse_set("a.b=null") == ("a", "b", None)
+    assert parse_set("a.b='007'") == ("a", "b", "007")
+    with pytest.raises(PipelineError):
+        parse_set("a.b")
+    pipeline = apply_overrides(load_pipeline(toy_pipeline(tmp_path)), ["make.scale=2", "make.n=7"])
+    stages = resolve(pipeline, REPO)
+    assert stages[0].parameters["n"] == 7 and stages[0].parameters["scale"] == 2
+    with pytest.raises(PipelineError, match="no stage 'nope'"):
+        apply_overrides(pipeline, ["nope.n=1"])
+
+
+def test_bad_pipeline_file_names_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "b", "stages": [{"name": "s", "notebook": "x.ipynb", "params": {}}]}))
+    with pytest.raises(PipelineError, match=r"stage 's': unknown key\(s\) \['params'\]"):
+        load_pipeline(path)
+
+
+# ---------------------------------------------------------------------------------------------- the chain
+
+
+def test_chain_runs_records_skips_fails_and_resumes(tmp_path, capsys):
+    path = toy_pipeline(tmp_path)
+    run_dir = tmp_path / "runs" / "toy"
+    out = tmp_path / "out"
+    logs: list[str] = []
+
+    record = run_pipeline(load_pipeline(path), run_dir, root=REPO, log=logs.append)
+    assert (run_dir / "00_make.ipynb").is_file() and (run_dir / "01_use.ipynb").is_file()
+    assert json.loads((out / "made.json").read_text())["n"] == 4 and (out / "used.txt").read_text() == "8"
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["status"] == "done" and saved["pipeline"]["name"] == "toy"
+    assert saved["git_commit"] or not (REPO / ".git").exists()  # None only outside a git checkout
+    assert saved["versions"]["papermill"] and "cpu_count" in saved["device"]
+    assert saved["started"] <= saved["ended"]
+    make, use = saved["stages"]["make"], saved["stages"]["use"]
+    assert make["parameters"] == {"out_path": str(out / "made.json"), "n": 4}
+    assert make["status"] == use["status"] == "done" and make["seconds"] > 0
+    assert make["metrics"] == {"total": 2.0, "label": "toy"} and use["metrics"] == {"doubled": 8}
+    assert "done" in summary_table(saved) and "total=2.0000" in summary_table(saved)
+
+    # unchanged parameters, outputs present: nothing runs
+    record = run_pipeline(load_pipeline(path), run_dir, root=REPO, log=logs.append)
+    assert [s["status"] for s in record["stages"].values()] == ["skipped", "skipped"]
+    assert record["stages"]["make"]["metrics"]["total"] == 2.0  # carried over from the run that made the outputs
+    assert record["stages"]["use"]["executed"].endswith("01_use.ipynb")
+
+    # a changed parameter re-runs its stage and every later one; a missing output too
+    plan = run_pipeline(apply_overrides(load_pipeline(path), ["make.n=5"]), run_dir, root=REPO, dry_run=True,
+                        log=logs.append)["plan"]
+    assert [(p["action"], p["reason"]) for p in plan] == [("run", "parameters changed: n"),
+                                                          ("run", "an earlier stage ran")]
+    (out / "used.txt").unlink()
+    plan = run_pipeline(load_pipeline(path), run_dir, root=REPO, dry_run=True, log=logs.append)["plan"]
+    assert [p["action"] for p in plan] == ["skip", "run"] and "missing" in plan[1]["reason"]
+
+    # a failing stage stops the chain and says where
+    failing = apply_overrides(load_pipeline(path), ["make.n=5", "use.fail_at=5"])
+    with pytest.raises(StageFailed) as err:
+        run_pipeline(failing, run_dir, root=REPO, log=logs.append, command="abawkit run toy.yaml")
+    exc = err.value
+    assert exc.stage == "use" and exc.notebook.endswith("toy_use.ipynb")
+    assert exc.cell_index == 3 and exc.cell_first_line.startswith("data = json.loads")
+    assert "ValueError: n is 5, as asked" in str(exc) and str(run_dir / "01_use.ipynb") in str(exc)
+    assert "abawkit run toy.yaml --from use" in str(exc)
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["status"] == "failed" and saved["stages"]["make"]["status"] == "done"
+    assert saved["stages"]["use"]["status"] == "failed" and saved["stages"]["use"]["error"]["cell_index"] == 3
+    assert json.loads((out / "made.json").read_text())["n"] == 5
+
+    # fixed (fail_at back to its default), resume from the failed stage: make is not touched
+    fixed = apply_overrides(load_pipeline(path), ["make.n=5"])
+    record = run_pipeline(fixed, run_dir, root=REPO, from_stage="use", log=logs.append)
+    assert record["status"] == "done"
+    assert record["stages"]["make"]["status"] == "done" and record["stages"]["make"]["reason"] == "before --from use"
+    assert record["stages"]["use"]["status"] == "done" and record["stages"]["use"]["metrics"] == {"doubled": 10}
+    assert (out / "used.txt").read_text() == "10"
+
+    # a second run folder beside it: the shared outputs were written with these parameters, so they are skipped
+    sibling = tmp_path / "runs" / "other"
+    plan = run_pipeline(fixed, sibling, root=REPO, dry_run=True, log=logs.append)["plan"]
+    assert [p["action"] for p in plan] == ["skip", "skip"]
+    # ... until another run records that it rewrote them later with other parameters
+    later = json.loads((run_dir / "run.json").read_text())
+    later["stages"]["make"].update(parameters={**later["stages"]["make"]["parameters"], "n": 9},
+                                   ended="2999-01-01T00:00:00+00:00")
+    (tmp_path / "runs" / "third").mkdir()
+    (tmp_path / "runs" / "third" / "run.json").write_text(json.dumps(later))
+    plan = run_pipeline(fixed, run_dir, root=REPO, dry_run=True, log=logs.append)["plan"]
+    assert [(p["action"], p["reason"]) for p in plan] == [("run", "parameters changed: n"),
+                                                          ("run", "an earlier stage ran")]
+
+
+def test_cli_failure_message_and_set(tmp_path, capsys):
+    path = toy_pipeline(tmp_path)
+    run_dir = tmp_path / "runs" / "cli"
+    rc = main(["run", str(path), "--run-dir", str(run_dir), "--set", "make.n=3", "--set", "use.fail_at=3",
+               "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "stage 'use' failed in" in captured.err and "toy_use.ipynb, cell 3" in captured.err
+    assert f"--run-dir {run_dir} --set make.n=3 --set use.fail_at=3 --from use" in captured.err
+    assert "00 make" in captured.out and "failed" in captured.out
+    assert json.loads((tmp_path / "out" / "made.json").read_text())["n"] == 3  # --set reached the notebook
+    rc = main(["run", str(path), "--run-dir", str(run_dir), "--set", "make.n=x", "--dry-run"])
+    assert rc == 2 and "parameter 'n' must be int" in capsys.readouterr().err
+
+
+def test_read_metrics_takes_the_last_report(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "data": {"application/vnd.abawkit.metrics+json": {"a": 1, "b": 2}}}]},
+        {"cell_type": "code", "outputs": [
+            {"output_type": "display_data", "data": {"application/vnd.abawkit.metrics+json": {"a": 3}}}]}]}
+    (tmp_path / "x.ipynb").write_text(json.dumps(nb))
+    assert read_metrics(tmp_path / "x.ipynb") == {"a": 3, "b": 2}
+
+
+# ---------------------------------------------------------------------------------------------- notebooks
+
+
+def test_every_notebook_declares_the_contract_parameters_and_demo_yaml_fits():
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for nb in notebooks:
+        declared = notebook_parameters(nb)  # raises when there is no parameters cell
+        missing = [n for n in CONTRACT.get(nb.name, []) if n not in declared]
+        assert not missing, f"{nb.name} lacks the contract parameter(s) {missing}"
+    demo = load_pipeline(REPO / "pipelines" / "demo.yaml")
+    assert [Path(s.notebook).name for s in demo.stages] == sorted(CONTRACT)
+    present = tuple(s for s in demo.stages if (REPO / s.notebook).is_file())  # the others come with their branches
+    import dataclasses
+
+    stages = resolve(dataclasses.replace(demo, stages=present,
+                                         defaults={k: v for k, v in demo.defaults.items()}), REPO)
+    by_name = {s.name: s for s in stages}
+    if "report" in by_name:
+        assert by_name["report"].parameters["predictions_dir"] == "runs/demo/predictions"
+    # every stage passes the contract's demo output paths
+    expected = {"semisup_pretrain": ("out_dir", "runs/demo/frame_model"), "frame_features": ("features_dir", "runs/demo/features"),
+                "temporal_encoder": ("out_dir", "runs/demo/temporal"), "submission": ("submission_dir", "submissions/demo")}
+    for name, (param, value) in expected.items():
+        if name in by_name:
+            assert by_name[name].parameters[param] == value
+
+
+def test_affwild2_pipeline_parses_and_names_demo_notebooks():
+    real = load_pipeline(REPO / "pipelines" / "affwild2.yaml")
+    demo = load_pipeline(REPO / "pipelines" / "demo.yaml")
+    assert [s.notebook for s in real.stages] == [s.notebook for s in demo.stages]
+    present = tuple(s for s in real.stages if (REPO / s.notebook).is_file())
+    import dataclasses
+
+    declared = set().union(*(notebook_parameters(REPO / s.notebook) for s in present))
+    pipeline = dataclasses.replace(real, stages=present,
+                                   defaults={k: v for k, v in real.defaults.items() if k in declared})
+    resolve(pipeline, REPO)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+@pytest.fixture(scope="module")
+def report_inputs(tiny_manifest, tmp_path_factory):
+    """Synthetic predictions (right on 70% of frames) for every validation subject, and a comparison table."""
+    from abawkit.predictions import save_video_predictions
+
+    base = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(0)
+    for vid in tiny_manifest.video_ids("Validation_Set"):
+        labels = tiny_manifest.labels(vid)
+        pred = np.where(rng.random(labels.size) < 0.7, np.maximum(labels, 0), rng.integers(0, 8, labels.size))
+        probs = np.full((labels.size, 8), 0.02, np.float32)
+        probs[np.arange(labels.size), pred] = 0.86
+        save_video_predictions(base / "predictions", vid, probs)
+    table = pd.DataFrame({"stage": ["frame model", "+ temporal encoder", "+ post-processing"],
+                          "macro_f1": [0.4, 0.5, 0.55], **{c: [0.4, 0.5, 0.55] for c in CLASSES}})
+    (base / "temporal").mkdir()
+    table.to_csv(base / "temporal" / "comparison.csv", index=False)
+    run = base / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"pipeline": {"name": "demo"}, "started": "2026-01-01T00:00:00+00:00",
+                                              "git_commit": "abc", "status": "done",
+                                              "stages": {"s": {"ended": "2026-01-02T03:04:00+00:00", "metrics": {"val_macro_f1": 0.5, "note": "x"}}}}))
+    (base / "runs" / "broken").mkdir()
+    (base / "runs" / "broken" / "run.json").write_text("{not json")
+    return base
+
+
+def test_report_library_builds_and_saves_figures(tiny_manifest, report_inputs, tmp_path):
+    from abawkit.report import ReportError, build_report, leaderboard, load_validation
+
+    from abawkit.metrics import f1_report
+
+    val = load_validation(tiny_manifest.path, report_inputs / "predictions")
+    ids = tiny_manifest.video_ids("Validation_Set")
+    truth = np.concatenate([tiny_manifest.labels(v) for v in ids])
+    expected = f1_report(truth, np.concatenate([np.load(report_inputs / "predictions" / f"{v}.npz")["probs"].argmax(1)
+                                                for v in ids]))
+    assert val.report.macro_f1 == pytest.approx(expected.macro_f1) and val.report.n_frames == (truth >= 0).sum()
+    assert 0.5 < (val.report.confusion.trace() / val.report.n_frames) < 0.95  # ~70% right, as drawn
+    board = leaderboard(report_inputs / "runs")
+    assert board["run"].tolist() == ["a"] and board["val_macro_f1"].tolist() == [0.5] and "note" not in board
+    assert board["date"].tolist() == ["2026-01-02 03:04"] and board["commit"].tolist() == ["abc"]
+    report = build_report(tiny_manifest.path, report_inputs / "temporal", report_inputs / "predictions",
+                          report_inputs / "runs", out_dir=tmp_path / "report")
+    names = {p.name for p in report.files}
+    assert {"f1_per_class.png", "confusion.png", "timelines.png", "comparison.png", "leaderboard.csv"} <= names
+    for p in report.files:
+        assert p.stat().st_size > (5000 if p.suffix == ".png" else 20)
+    assert report.metrics()["val_macro_f1"] == pytest.approx(val.report.macro_f1)
+    with pytest.raises(ReportError, match=r"comparison.csv is missing.*04_temporal_encoder"):
+        build_report(tiny_manifest.path, tmp_path / "nothing", report_inputs / "predictions", None)
+    with pytest.raises(ReportError, match=r"is missing.*05_submission"):
+        build_report(tiny_manifest.path, report_inputs / "temporal", tmp_path / "nothing", None)
+
+
+def test_report_notebook_executes(tiny_manifest, report_inputs, tmp_path):
+    out = tmp_path / "06.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "06_report.ipynb"), str(out),
+                        parameters={"manifest_dir": str(tiny_manifest.path),
+                                    "temporal_dir": str(report_inputs / "temporal"),
+                                    "predictions_dir": str(report_inputs / "predictions"),
+                                    "runs_root": str(report_inputs / "runs"), "report_dir": str(tmp_path / "rep")},
+                        kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
+    assert (tmp_path / "rep" / "timelines.png").is_file()
+    metrics = read_metrics(out)
+    assert 0.0 < metrics["val_macro_f1"] < 1.0 and metrics["comparison_final_macro_f1"] == 0.55
+    images = sum("image/png" in o.get("data", {}) for c in json.loads(out.read_text())["cells"]
+                 for o in c.get("outputs", []))
+    assert images == 4
+
+
+def test_missing_kernel_is_reported_before_running(tmp_path):
+    with pytest.raises(PipelineError, match="no Jupyter kernel named 'nope'.*--kernel"):
+        run_pipeline(load_pipeline(toy_pipeline(tmp_path)), tmp_path / "runs" / "k", root=REPO, kernel="nope")
+    assert not (tmp_path / "out").exists()
