@@ -4,6 +4,7 @@ weak / strong views of SPEC 5.2 (torchvision transforms v2)."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ from torch.utils.data import Dataset
 from ..crops import crop_frames, crop_path
 from ..frame_model import FrameModelConfig, eval_transform, read_image
 from ..labels import IGNORE, NUM_CLASSES, class_index
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec; they still work and are what frame_model uses.
+warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
