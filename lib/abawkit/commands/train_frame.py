@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--feedback", action=argparse.BooleanOptionalAction, default=None,
                    help="separate teacher trained with the student's feedback (SPEC 5.5)")
     a.add_argument("--tau", type=float, help="fixed / FlexMatch base threshold (default 0.95)")
+    a.add_argument("--threshold-momentum", type=float,
+                   help="lambda of the self-adaptive threshold (default 0.999, SPEC 5.3; with a few hundred steps "
+                        "the threshold barely leaves 1/C, try 0.99)")
     a.add_argument("--debias-strength", type=float, help="tau_d of the debiasing (default 0.5)")
     a.add_argument("--uratio", type=int, help="unlabeled images per labeled image (default 2)")
     m = p.add_argument_group("model and optimization")
@@ -68,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-SEMI_KEYS = ("threshold", "debias", "feedback", "tau", "debias_strength", "uratio")
+SEMI_KEYS = ("threshold", "debias", "feedback", "tau", "threshold_momentum", "debias_strength", "uratio")
 
 
 def config_from_args(args: argparse.Namespace):

@@ -186,15 +186,14 @@ class FeedbackTeacher(FixMatch):
         t_l, t_w, t_s = t_logits[:n], t_logits[n:n + nu], t_logits[n + nu:]
         y_hat, mask, _ = self.labeler(t_w, idx)
 
+        ce_old = self._labeled_ce(x_l, y_l)
         with self.ctx.autocast():
             s_logits = self.ctx.student(torch.cat([x_l, u_s]))
-        ce_old = F.cross_entropy(s_logits[:n].float(), y_l)
+        loss_l = F.cross_entropy(s_logits[:n].float(), y_l)
         loss_u = self.labeler.loss(s_logits[n:], y_hat, mask)
-        loss = self.cfg.student_labeled_weight * ce_old + self.cfg.lambda_u * loss_u
+        loss = self.cfg.student_labeled_weight * loss_l + self.cfg.lambda_u * loss_u
         self.ctx.student_step(loss)
-        with torch.no_grad(), self.ctx.autocast():
-            ce_new = F.cross_entropy(_unwrap(self.ctx.student)(x_l).float(), y_l)
-        h = all_reduce_mean(feedback_signal(ce_old, ce_new))
+        h = all_reduce_mean(feedback_signal(ce_old, self._labeled_ce(x_l, y_l)))
 
         t = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, h, self.cfg.teacher_consistency)
         self.optimizer.zero_grad(set_to_none=True)
@@ -203,8 +202,19 @@ class FeedbackTeacher(FixMatch):
             nn.utils.clip_grad_norm_(self.teacher_module.parameters(), self.ctx.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss.item(), "loss_l": ce_old.item(), "loss_u": loss_u.item(),
+        return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
                 "mask_rate": float(mask.mean()), "h": float(h), "teacher_loss": t["loss"].item()}
+
+    @torch.no_grad()
+    def _labeled_ce(self, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:
+        """CE of the student on the labeled batch alone, in eval mode: the before/after pair of h must see the
+        same normalisation (train-mode BN statistics of the mixed labeled+strong batch would bias h)."""
+        student = _unwrap(self.ctx.student)
+        student.eval()
+        with self.ctx.autocast():
+            ce = F.cross_entropy(student(x_l).float(), y_l)
+        student.train()
+        return ce
 
     def state_dict(self):
         return {**super().state_dict(), "teacher": self.teacher_module.state_dict(),

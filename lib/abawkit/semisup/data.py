@@ -86,13 +86,15 @@ def unlabeled_images(dirs: list[str] | tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def weak_transform(config: FrameModelConfig):
-    """Weak view: flip and a small random resized crop."""
+def weak_transform(config: FrameModelConfig, photometric: bool = False):
+    """Weak view: flip, a small random resized crop and (our choice) mild colour jitter: per-video lighting and
+    colour casts are nuisances in Aff-Wild2. Off by default: on the demo data it slowed a short run without helping."""
     from torchvision.transforms import v2
 
+    colour = [v2.ColorJitter(0.3, 0.3, 0.3, 0.02)] if photometric else []
     return v2.Compose([v2.RandomResizedCrop((config.image_size, config.image_size), scale=(0.8, 1.0),
                                             ratio=(0.9, 1.1), antialias=True),
-                       v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
+                       v2.RandomHorizontalFlip(), *colour, v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(list(config.mean), list(config.std))])
 
 

@@ -234,7 +234,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         running: dict[str, list[float]] = {}
         t0, n_images = time.time(), 0
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train-frame {semi.name}",
-                   disable=not cfg.progress or rank != 0, unit="step")
+                   disable=not cfg.progress or rank != 0, unit="step", mininterval=3)
         last_metrics: dict[str, float] = {}
         for step in bar:
             x_l, y_l = next(lab_iter)
