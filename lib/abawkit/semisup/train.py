@@ -263,9 +263,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                         checkpoint(done, "best.pt")
                     write_csv(out / "metrics.csv", pd.DataFrame(history).reindex(columns=METRIC_COLUMNS))
                     bar.set_postfix(loss=f"{row['loss']:.3f}", f1=f"{f:.3f}" if (f := row.get("val_macro_f1")) is not None else "-")
-            if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-                checkpoint(done, "last.pt")
-            D.barrier()
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                if rank == 0:
+                    checkpoint(done, "last.pt")
+                D.barrier()  # the other ranks wait for validation and the checkpoint
         elapsed = time.time() - t0
         rate = n_images * D.world_size() / max(elapsed, 1e-9)
         final = float(last_metrics.get("val_macro_f1", float("nan"))) if last_metrics else float("nan")
