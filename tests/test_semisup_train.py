@@ -125,3 +125,22 @@ def test_cli_help_and_bad_input(tmp_path):
     proc = run("train-frame", "--labeled-csv", str(tmp_path / "nope.csv"), "--algorithm", "supervised",
                "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "nope.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_yaml_and_switches_override_the_preset(tmp_path):
+    import argparse
+
+    from abawkit.commands import train_frame
+
+    cfg_file = tmp_path / "frame.yaml"
+    cfg_file.write_text("steps: 7\nunlabeled_dirs: [a, b]\nalgorithm: fixmatch\nsemisup: {tau: 0.9}\n")
+    parser = argparse.ArgumentParser()
+    train_frame.register(parser.add_subparsers())
+    args = parser.parse_args(["train-frame", "--config", str(cfg_file), "--threshold", "flexmatch", "--debias",
+                              "--steps", "9"])
+    cfg = train_frame.config_from_args(args)
+    assert cfg.steps == 9 and cfg.unlabeled_dirs == ("a", "b")
+    s = cfg.semisup
+    assert (s.algorithm, s.threshold, s.debias, s.feedback, s.tau) == ("fixmatch", "flexmatch", True, False, 0.9)
+    full = train_frame.config_from_args(parser.parse_args(["train-frame", "--no-feedback"])).semisup
+    assert (full.threshold, full.debias, full.feedback, full.unlabeled) == ("self-adaptive", True, False, True)

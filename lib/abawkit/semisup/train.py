@@ -184,18 +184,26 @@ def train(cfg: TrainConfig) -> TrainResult:
 
                 raise UserError(f"--resume: {last} not found; start without --resume")
             state = load_frame_checkpoint(last)
-            student.load_state_dict(state["student"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            ema.load_state_dict(state["ema"])
-            algo.load_state_dict(state["algorithm"])
+            try:
+                student.load_state_dict(state["student"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                ema.load_state_dict(state["ema"])
+                algo.load_state_dict(state["algorithm"])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                from ..errors import UserError
+
+                raise UserError(f"--resume: {last} was written by another configuration (backbone, algorithm or "
+                                f"threshold differ: {type(exc).__name__}: {str(exc)[:200]}); resume with the same "
+                                f"options or use a new --out") from None
             start, best, best_step = int(state["step"]), float(state["best_val_macro_f1"]), int(state["best_step"])
-            torch.set_rng_state(state["rng"]["torch"])
             if (out / "metrics.csv").is_file():
                 old = pd.read_csv(out / "metrics.csv")
                 history = old[old["step"] <= start].to_dict("records")
         # Each rank draws its own batches; a resumed run gets new, reproducible streams.
         torch.manual_seed(cfg.seed * 7919 + rank * 104729 + start)
+        if cfg.resume and rank == 0:
+            torch.set_rng_state(state["rng"]["torch"])  # rank 0 continues its own stream exactly
 
         def loader(dataset, sampler):
             return _infinite(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
