@@ -68,6 +68,8 @@ def test_short_cpu_run_beats_chance_and_writes_the_contract(semisup_data, tmp_pa
         assert (out / name).is_file(), name
     model, ckpt = load_frame_model(out / "best.pt")
     assert ckpt["step"] == res.best_step and model.config.image_size == 32
+    assert ckpt["val_macro_f1"] == pytest.approx(res.best_val_macro_f1)
+    assert "optimizer" not in ckpt and "optimizer" in load_frame_checkpoint(out / "last.pt")  # lean best.pt
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["step"].tolist() == [20, 40, 60, 80]
     assert {"val_macro_f1", "f1_Neutral", "f1_Other", "loss"} <= set(metrics.columns)

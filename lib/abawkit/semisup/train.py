@@ -232,6 +232,10 @@ def train(cfg: TrainConfig) -> TrainResult:
             return {"val_macro_f1": rep.macro_f1, **{f"f1_{c}": float(f) for c, f in zip(CLASSES, rep.per_class_f1)}}
 
         def checkpoint(step: int, name: str) -> None:
+            if name == "best.pt":  # the model for later stages: no trainer state (several times its size)
+                save_frame_checkpoint(out / name, ema.module, step=step, val_macro_f1=best if best >= 0 else None,
+                                      train_config=cfg.to_dict())
+                return
             save_frame_checkpoint(out / name, ema.module, step=step, student=student.state_dict(),
                                   optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                   ema=ema.state_dict(), algorithm=algo.state_dict(),
