@@ -78,7 +78,7 @@ def main() -> None:
     table["device"] = "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "speed.csv", index=False)
-    print(table.to_markdown(index=False, floatfmt=".1f"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 
 if __name__ == "__main__":
