@@ -309,14 +309,13 @@ def plot_curves(history: pd.DataFrame, path: Path) -> Path | None:
     """Training losses and validation macro F1 against the step, side by side."""
     if history.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): works headless and leaves a notebook's inline backend alone.
+    from matplotlib.figure import Figure
 
     from ..io import atomic_path
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    a, b = fig.subplots(1, 2)
     for col in ("loss", "loss_l", "loss_u"):
         if col in history and history[col].notna().any():
             a.plot(history["step"], history[col], label=col)
@@ -327,5 +326,4 @@ def plot_curves(history: pd.DataFrame, path: Path) -> Path | None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path
