@@ -1,0 +1,239 @@
+"""The algorithms, each a small class with a ``step`` and a ``state_dict`` (USB's structure):
+:class:`Supervised`, :class:`FixMatch` (EMA teacher) and :class:`FeedbackTeacher` (SPEC 5.5). Thresholds
+(5.3) and debiased pseudo-labels (5.4) are parts of :class:`PseudoLabeler`, switched by the config.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SemiSupConfig
+from .debias import DebiasedPseudoLabels
+from .distributed import all_reduce_mean
+from .thresholds import Threshold, make_threshold
+
+
+class EMA:
+    """Exponential moving average of a model (weights and buffers). The decay warms up as
+    min(decay, (1+t)/(10+t)) (our choice, as in TF/timm) so that a short run is not dominated by its init."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        self.module = copy.deepcopy(_unwrap(model)).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        src = _unwrap(model).state_dict()
+        for key, value in self.module.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(src[key].detach(), alpha=1 - d)
+            else:
+                value.copy_(src[key])
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
+@dataclass
+class Context:
+    """What an algorithm needs from the trainer: the (maybe DDP-wrapped) student, the step that applies a
+    student loss (backward, clipping, optimizer, schedule, EMA), the EMA, autocast, and factories for a
+    teacher's optimizer and schedule."""
+
+    student: nn.Module
+    student_step: Callable[[torch.Tensor], None]
+    ema: EMA
+    autocast: Callable
+    make_optimizer: Callable
+    make_scheduler: Callable
+    wrap: Callable[[nn.Module], nn.Module]
+    clip_grad: float = 0.0
+
+
+class PseudoLabeler:
+    """Teacher logits of weak views -> (pseudo-labels, mask, confidence): debiased (5.4) or plain softmax,
+    then the threshold (5.3). With debiasing the threshold sees the debiased probabilities (our choice: the
+    SPEC says their confidence enters the mask). ``loss`` is the masked student loss on strong views."""
+
+    def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int):
+        self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
+                                                   cfg.threshold_momentum)
+        self.debias = DebiasedPseudoLabels(num_classes, cfg.debias_strength, cfg.debias_momentum) if cfg.debias else None
+
+    def __call__(self, z_w: torch.Tensor, idx: torch.Tensor | None = None):
+        z_w = z_w.detach().float()
+        q = self.debias(z_w) if self.debias is not None else torch.softmax(z_w, dim=1)
+        mask = self.threshold.mask(q, idx)
+        conf, y_hat = q.max(dim=1)
+        return y_hat, mask, conf
+
+    def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.debias is not None:
+            return self.debias.loss(z_s, y_hat, mask)
+        return (F.cross_entropy(z_s.float(), y_hat, reduction="none") * mask).mean()
+
+    def state_dict(self) -> dict:
+        return {"threshold": self.threshold.state_dict(),
+                "debias": self.debias.state_dict() if self.debias is not None else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.threshold.load_state_dict(state["threshold"])
+        if self.debias is not None and state.get("debias"):
+            self.debias.load_state_dict(state["debias"])
+
+
+class Supervised:
+    """Labeled frames only (class-uniform batches come from the sampler): the baseline."""
+
+    uses_unlabeled = False
+
+    def __init__(self, cfg: SemiSupConfig, ctx: Context, num_classes: int, n_unlabeled: int = 0):
+        self.cfg, self.ctx = cfg, ctx
+
+    def step(self, x_l, y_l, u_w=None, u_s=None, idx=None) -> dict[str, float]:
+        with self.ctx.autocast():
+            logits = self.ctx.student(x_l)
+        loss = F.cross_entropy(logits.float(), y_l)
+        self.ctx.student_step(loss)
+        return {"loss": loss.item(), "loss_l": loss.item()}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class FixMatch(Supervised):
+    """Teacher = EMA of the student labels weak views (no gradient); the student learns labeled CE plus
+    lambda_u times the masked pseudo-label loss on strong views."""
+
+    uses_unlabeled = True
+
+    def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
+        super().__init__(cfg, ctx, num_classes, n_unlabeled)
+        self.labeler = PseudoLabeler(cfg, num_classes, n_unlabeled)
+
+    def step(self, x_l, y_l, u_w=None, u_s=None, idx=None):
+        with torch.no_grad(), self.ctx.autocast():
+            z_w = self.ctx.ema.module(u_w)
+        y_hat, mask, _ = self.labeler(z_w, idx)
+        n = x_l.shape[0]
+        with self.ctx.autocast():
+            logits = self.ctx.student(torch.cat([x_l, u_s]))
+        loss_l = F.cross_entropy(logits[:n].float(), y_l)
+        loss_u = self.labeler.loss(logits[n:], y_hat, mask)
+        loss = loss_l + self.cfg.lambda_u * loss_u
+        self.ctx.student_step(loss)
+        return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
+                "mask_rate": float(mask.mean())}
+
+    def state_dict(self):
+        return {"labeler": self.labeler.state_dict()}
+
+    def load_state_dict(self, state):
+        self.labeler.load_state_dict(state["labeler"])
+
+
+def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
+    """h = CE(S_old(x_l), y_l) - CE(S_new(x_l), y_l): positive when the student's step on the teacher's
+    pseudo-labels lowered its labeled loss. A detached scalar (no gradient flows through it)."""
+    return (ce_old.detach().float() - ce_new.detach().float()).reshape(())
+
+
+def feedback_teacher_loss(t_l: torch.Tensor, y_l: torch.Tensor, t_s: torch.Tensor, y_hat: torch.Tensor,
+                          mask: torch.Tensor, h: torch.Tensor, consistency: float = 1.0) -> dict[str, torch.Tensor]:
+    """SPEC 5.5 teacher loss: CE(T(x_l), y_l) + consistency * masked CE(T(u_s), y_hat) + h * CE(T(u_s),
+    argmax T(u_s)). With h > 0 the teacher is pushed towards its own predictions (they helped the student);
+    with h < 0 away from them."""
+    sup = F.cross_entropy(t_l.float(), y_l)
+    cons = (F.cross_entropy(t_s.float(), y_hat, reduction="none") * mask).mean()
+    mpl = h * F.cross_entropy(t_s.float(), t_s.detach().argmax(dim=1))
+    return {"loss": sup + consistency * cons + mpl, "sup": sup, "cons": cons, "mpl": mpl}
+
+
+class FeedbackTeacher(FixMatch):
+    """SPEC 5.5: a separate teacher network (own optimizer and schedule) labels the weak views; the student
+    steps on (u_s, y_hat) (plus its labeled batch, weight ``student_labeled_weight``); the change of the
+    student's labeled loss, h, then weights the teacher's self-label term. With ``debias`` this is the
+    "debiased feedback" of the SPEC."""
+
+    def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
+        super().__init__(cfg, ctx, num_classes, n_unlabeled)
+        self.teacher_module = copy.deepcopy(_unwrap(ctx.student)).train()
+        self.teacher = ctx.wrap(self.teacher_module)
+        self.optimizer = ctx.make_optimizer(self.teacher_module.parameters())
+        self.scheduler = ctx.make_scheduler(self.optimizer)
+
+    def step(self, x_l, y_l, u_w=None, u_s=None, idx=None):
+        n, nu = x_l.shape[0], u_w.shape[0]
+        with self.ctx.autocast():
+            t_logits = self.teacher(torch.cat([x_l, u_w, u_s]))
+        t_l, t_w, t_s = t_logits[:n], t_logits[n:n + nu], t_logits[n + nu:]
+        y_hat, mask, _ = self.labeler(t_w, idx)
+
+        ce_old = self._labeled_ce(x_l, y_l)
+        with self.ctx.autocast():
+            s_logits = self.ctx.student(torch.cat([x_l, u_s]))
+        loss_l = F.cross_entropy(s_logits[:n].float(), y_l)
+        loss_u = self.labeler.loss(s_logits[n:], y_hat, mask)
+        loss = self.cfg.student_labeled_weight * loss_l + self.cfg.lambda_u * loss_u
+        self.ctx.student_step(loss)
+        h = all_reduce_mean(feedback_signal(ce_old, self._labeled_ce(x_l, y_l)))
+
+        t = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, h, self.cfg.teacher_consistency)
+        self.optimizer.zero_grad(set_to_none=True)
+        t["loss"].backward()
+        if self.ctx.clip_grad:
+            nn.utils.clip_grad_norm_(self.teacher_module.parameters(), self.ctx.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
+                "mask_rate": float(mask.mean()), "h": float(h), "teacher_loss": t["loss"].item()}
+
+    @torch.no_grad()
+    def _labeled_ce(self, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:
+        """CE of the student on the labeled batch alone, in eval mode: the before/after pair of h must see the
+        same normalisation (train-mode BN statistics of the mixed labeled+strong batch would bias h)."""
+        student = _unwrap(self.ctx.student)
+        student.eval()
+        with self.ctx.autocast():
+            ce = F.cross_entropy(student(x_l).float(), y_l)
+        student.train()
+        return ce
+
+    def state_dict(self):
+        return {**super().state_dict(), "teacher": self.teacher_module.state_dict(),
+                "teacher_optimizer": self.optimizer.state_dict(), "teacher_scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.teacher_module.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["teacher_optimizer"])
+        self.scheduler.load_state_dict(state["teacher_scheduler"])
+
+
+def build_algorithm(cfg: SemiSupConfig, ctx: Context, num_classes: int, n_unlabeled: int = 0) -> Supervised:
+    if not cfg.unlabeled:
+        return Supervised(cfg, ctx, num_classes, n_unlabeled)
+    if cfg.feedback:
+        return FeedbackTeacher(cfg, ctx, num_classes, n_unlabeled)
+    return FixMatch(cfg, ctx, num_classes, n_unlabeled)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)

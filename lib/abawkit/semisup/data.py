@@ -1,0 +1,146 @@
+"""Labeled frames (a manifest + crops folder, or any ``path,label`` CSV), unlabeled face folders, and the
+weak / strong views of SPEC 5.2 (torchvision transforms v2)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from ..crops import crop_frames, crop_path
+from ..frame_model import FrameModelConfig, eval_transform, read_image
+from ..labels import IGNORE, NUM_CLASSES, class_index
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec; they still work and are what frame_model uses.
+warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DataError(ValueError):
+    """Input data cannot be used; the message names the file or folder and what to do."""
+
+
+def frames_from_manifest(manifest, crops: str | os.PathLike, split: str = "Train_Set", stride: int = 1) -> pd.DataFrame:
+    """Annotated frames of ``split`` that have a crop: columns ``path, label, video_id, frame``.
+
+    ``stride`` keeps every k-th such frame of a video (consecutive frames are near-duplicates).
+    """
+    crops = Path(crops)
+    if not crops.is_dir():
+        raise DataError(f"crops folder {crops} not found; run abawkit extract-faces (notebook 01) or pass the "
+                        f"organizers' cropped_aligned folder")
+    rows = []
+    for vid in manifest.video_ids(split):
+        labels = manifest.labels(vid)
+        frames = crop_frames(crops, vid)
+        frames = frames[(frames >= 1) & (frames <= labels.size)]
+        frames = frames[labels[frames - 1] != IGNORE][::max(1, stride)]
+        rows += [(str(crop_path(crops, vid, int(f))), int(labels[f - 1]), vid, int(f)) for f in frames]
+    table = pd.DataFrame(rows, columns=["path", "label", "video_id", "frame"])
+    if table.empty:
+        raise DataError(f"no annotated frame of split {split!r} has a crop under {crops}; are the crops for this "
+                        f"manifest ({manifest.path})?")
+    return table
+
+
+def frames_from_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A CSV with columns ``path,label`` (label: index 0..7 or class name; -1 rows dropped). Relative image
+    paths are taken relative to the CSV's folder. AffectNet / RAF-DB lists converted to this form work too."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labeled CSV {path} not found")
+    table = pd.read_csv(path)
+    if not {"path", "label"} <= set(table.columns):
+        raise DataError(f"{path}: needs columns path,label (found {', '.join(map(str, table.columns))})")
+    labels = []
+    for line, value in enumerate(table["label"], start=2):
+        try:
+            labels.append(IGNORE if str(value).strip() == "-1" else class_index(str(value)))
+        except ValueError as exc:
+            raise DataError(f"{path} line {line}: {exc}") from None
+    paths = [p if Path(p).is_absolute() else str(path.parent / p) for p in table["path"].astype(str)]
+    out = pd.DataFrame({"path": paths, "label": labels})
+    out = out[out["label"] != IGNORE].reset_index(drop=True)
+    missing = [p for p in out["path"][:1000] if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{path}: image {missing[0]} not found ({len(missing)} missing in the first 1000 rows)")
+    if out.empty:
+        raise DataError(f"{path} has no labeled row")
+    return out
+
+
+def unlabeled_images(dirs: list[str] | tuple[str, ...]) -> list[str]:
+    """Every image file under the given folders, recursively, sorted (a stable index for FlexMatch)."""
+    found: list[str] = []
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise DataError(f"unlabeled folder {d} not found; pass folders of face images (--unlabeled-dir)")
+        for root, _, files in os.walk(d):
+            found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found)
+
+
+def weak_transform(config: FrameModelConfig, photometric: bool = False):
+    """Weak view: flip, a small random resized crop and (our choice) mild colour jitter: per-video lighting and
+    colour casts are nuisances in Aff-Wild2. Off by default: on the demo data it slowed a short run without helping."""
+    from torchvision.transforms import v2
+
+    colour = [v2.ColorJitter(0.3, 0.3, 0.3, 0.02)] if photometric else []
+    return v2.Compose([v2.RandomResizedCrop((config.image_size, config.image_size), scale=(0.8, 1.0),
+                                            ratio=(0.9, 1.1), antialias=True),
+                       v2.RandomHorizontalFlip(), *colour, v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(list(config.mean), list(config.std))])
+
+
+def strong_transform(config: FrameModelConfig):
+    """Strong view: the weak geometry plus RandAugment (2 ops, magnitude 10) and random erasing."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop((config.image_size, config.image_size), scale=(0.6, 1.0),
+                                            ratio=(0.9, 1.1), antialias=True),
+                       v2.RandomHorizontalFlip(), v2.RandAugment(num_ops=2, magnitude=10),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(config.mean), list(config.std)),
+                       v2.RandomErasing(p=0.5, scale=(0.02, 0.2), value=0)])
+
+
+class LabeledImages(Dataset):
+    """(image tensor, label) pairs; ``transform`` is weak for training, :func:`eval_transform` for validation."""
+
+    def __init__(self, table: pd.DataFrame, transform):
+        self.paths = table["path"].tolist()
+        self.labels = table["label"].to_numpy(np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.transform(read_image(self.paths[i])), int(self.labels[i])
+
+
+class UnlabeledImages(Dataset):
+    """(weak view, strong view, index) of each image; the index feeds FlexMatch's per-sample state."""
+
+    def __init__(self, paths: list[str], weak, strong):
+        self.paths, self.weak, self.strong = paths, weak, strong
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img = read_image(self.paths[i])
+        return self.weak(img), self.strong(img), i
+
+
+def class_histogram(labels: np.ndarray) -> np.ndarray:
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES)[:NUM_CLASSES]
+
+
+__all__ = ["DataError", "LabeledImages", "UnlabeledImages", "class_histogram", "eval_transform", "frames_from_csv",
+           "frames_from_manifest", "strong_transform", "unlabeled_images", "weak_transform"]

@@ -1,0 +1,49 @@
+"""Debiased pseudo-labels (SPEC 5.4; DebiasPL, Wang et al. CVPR 2022, following the authors' code).
+
+p_hat is a momentum estimate of the teacher's class marginal on unlabeled data (a vector, p_hat_0 = 1/C).
+Per batch: (1) q = softmax(z_w - tau_d log p_hat) with the current p_hat; (2) p_hat <- m p_hat + (1-m)
+mean_b softmax(z_w) (the raw softmax, averaged over the batch axis); (3) the student's adaptive-margin loss
+CE(z_s + tau_d log p_hat, y_hat) with the updated p_hat, masked.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .distributed import all_reduce_mean
+
+
+class DebiasedPseudoLabels:
+    def __init__(self, num_classes: int, strength: float = 0.5, momentum: float = 0.999):
+        self.num_classes, self.strength, self.momentum = num_classes, strength, momentum
+        self.p_hat = torch.full((num_classes,), 1.0 / num_classes)
+
+    def debiased_probs(self, z_w: torch.Tensor) -> torch.Tensor:
+        """Step 1: q = softmax(z_w - tau_d * log p_hat) (B, C), from the current p_hat."""
+        return torch.softmax(z_w.detach().float() - self.strength * torch.log(self.p_hat.to(z_w.device)), dim=1)
+
+    def update(self, z_w: torch.Tensor) -> None:
+        """Step 2: p_hat <- m p_hat + (1-m) mean over the batch axis of the raw softmax (all-reduced under DDP)."""
+        mean_prob = all_reduce_mean(torch.softmax(z_w.detach().float(), dim=1).mean(dim=0))
+        self.p_hat = self.momentum * self.p_hat.to(z_w.device) + (1 - self.momentum) * mean_prob
+
+    def __call__(self, z_w: torch.Tensor) -> torch.Tensor:
+        """Steps 1 and 2: the debiased probabilities of this batch, then the marginal updated with it."""
+        q = self.debiased_probs(z_w)
+        self.update(z_w)
+        return q
+
+    def margin_logits(self, z_s: torch.Tensor) -> torch.Tensor:
+        """Step 3's logits z_s + tau_d log p_hat (head classes get a larger margin to beat)."""
+        return z_s + self.strength * torch.log(self.p_hat.to(z_s.device)).to(z_s.dtype)
+
+    def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Step 3: mean_b mask_b * CE(z_s + tau_d log p_hat, y_hat)."""
+        return (F.cross_entropy(self.margin_logits(z_s).float(), y_hat, reduction="none") * mask).mean()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"p_hat": self.p_hat.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.p_hat = state["p_hat"].clone()

@@ -1,0 +1,329 @@
+"""The training loop of ``abawkit train-frame``: optimizer and schedule, EMA, bf16/channels_last on CUDA,
+DDP under torchrun, periodic validation (macro F1), resumable checkpoints, metrics CSV, curves, run record."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..frame_model import (FrameModel, FrameModelConfig, autocast, eval_transform, load_frame_checkpoint,
+                           save_frame_checkpoint)
+from ..io import write_csv
+from ..labels import CLASSES, NUM_CLASSES
+from ..metrics import f1_report
+from . import distributed as D
+from .algorithms import EMA, Context, build_algorithm
+from .config import SemiSupConfig, TrainConfig
+from .data import (LabeledImages, UnlabeledImages, frames_from_csv, frames_from_manifest, strong_transform,
+                   unlabeled_images, weak_transform)
+from .sampler import ClassUniformBatchSampler, UniformBatchSampler
+
+METRIC_COLUMNS = ["step", "lr", "loss", "loss_l", "loss_u", "mask_rate", "h", "val_macro_f1",
+                  *[f"f1_{c}" for c in CLASSES]]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    final_val_macro_f1: float
+    best_val_macro_f1: float
+    best_step: int
+    steps: int
+    train_images_per_s: float
+
+
+def model_config(cfg: TrainConfig) -> FrameModelConfig:
+    return FrameModelConfig(backbone=cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained,
+                            weights=cfg.weights, drop_rate=cfg.drop_rate)
+
+
+def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
+    """Labeled training frames, validation frames (None when no validation source) and unlabeled paths."""
+    from .data import DataError
+
+    manifest = None
+    if cfg.manifest:
+        from ..manifest import load_manifest
+
+        manifest = load_manifest(cfg.manifest)
+    if cfg.labeled_csv:
+        train = frames_from_csv(cfg.labeled_csv)
+    elif manifest is not None and cfg.crops:
+        train = frames_from_manifest(manifest, cfg.crops, cfg.train_split, cfg.frame_stride)
+    else:
+        raise DataError("give the labeled data: --labeled-csv FILE, or --manifest DIR with --crops DIR")
+    if cfg.val_csv:
+        val = frames_from_csv(cfg.val_csv)
+    elif manifest is not None and cfg.crops and cfg.val_split:
+        val = frames_from_manifest(manifest, cfg.crops, cfg.val_split, cfg.val_stride)
+    else:
+        val = None
+    unl = unlabeled_images(cfg.unlabeled_dirs) if cfg.semisup.unlabeled else []
+    if cfg.semisup.unlabeled and not unl:
+        raise DataError(f"algorithm {cfg.semisup.algorithm!r} needs unlabeled faces: pass --unlabeled-dir FOLDER "
+                        f"(none found under {list(cfg.unlabeled_dirs)}), or use --algorithm supervised")
+    return train, val, unl
+
+
+def lr_lambda(warmup: int, total: int):
+    """Linear warm-up to 1, then cosine to 0 at ``total`` steps."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f
+
+
+def make_optimizer(cfg: TrainConfig, params):
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _infinite(loader):
+    while True:
+        yield from loader
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, table: pd.DataFrame, config: FrameModelConfig, device: torch.device,
+            batch_size: int = 128, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (n, C) and labels of a labeled table, in eval mode."""
+    loader = DataLoader(LabeledImages(table, eval_transform(config)), batch_size=batch_size, num_workers=workers)
+    was = model.training
+    model.eval()
+    probs, labels = [], []
+    for x, y in loader:
+        x = x.to(device, memory_format=torch.channels_last) if device.type == "cuda" else x
+        with autocast(device):
+            probs.append(torch.softmax(model(x).float(), dim=1).cpu())
+        labels.append(y)
+    model.train(was)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train the frame model of ``cfg`` (under torchrun when WORLD_SIZE > 1) and return its scores."""
+    from tqdm.auto import tqdm
+
+    from ..runinfo import save_run_record
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    own_group = False
+    if world > 1 and not D.is_dist():
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+        own_group = True
+    rank = D.rank()
+    device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
+    semi = cfg.semisup
+    try:
+        train_table, val_table, unl_paths = load_tables(cfg)
+        mcfg = model_config(cfg)
+        _seed_all(cfg.seed)  # same init on every rank
+        student = FrameModel(mcfg).to(device)
+        if device.type == "cuda":
+            student = student.to(memory_format=torch.channels_last)
+
+        def wrap(model):
+            if not D.is_dist():
+                return model
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        student_ddp = wrap(student)
+        optimizer = make_optimizer(cfg, student.parameters())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps))
+        ema = EMA(student, semi.ema_decay)
+
+        def student_step(loss: torch.Tensor) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            ema.update(student)
+
+        ctx = Context(student=student_ddp, student_step=student_step, ema=ema, autocast=lambda: autocast(device),
+                      make_optimizer=lambda params: make_optimizer(cfg, params),
+                      make_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+                          opt, lr_lambda(cfg.warmup_steps, cfg.steps)),
+                      wrap=wrap, clip_grad=cfg.clip_grad)
+        algo = build_algorithm(semi, ctx, NUM_CLASSES, len(unl_paths))
+
+        start, best, best_step, history = 0, -1.0, 0, []
+        if cfg.resume:
+            last = out / "last.pt"
+            if not last.is_file():
+                from ..errors import UserError
+
+                raise UserError(f"--resume: {last} not found; start without --resume")
+            state = load_frame_checkpoint(last)
+            try:
+                student.load_state_dict(state["student"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                ema.load_state_dict(state["ema"])
+                algo.load_state_dict(state["algorithm"])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                from ..errors import UserError
+
+                raise UserError(f"--resume: {last} was written by another configuration (backbone, algorithm or "
+                                f"threshold differ: {type(exc).__name__}: {str(exc)[:200]}); resume with the same "
+                                f"options or use a new --out") from None
+            start, best, best_step = int(state["step"]), float(state["best_val_macro_f1"]), int(state["best_step"])
+            if (out / "metrics.csv").is_file():
+                old = pd.read_csv(out / "metrics.csv")
+                history = old[old["step"] <= start].to_dict("records")
+        # Each rank draws its own batches; a resumed run gets new, reproducible streams.
+        torch.manual_seed(cfg.seed * 7919 + rank * 104729 + start)
+        if cfg.resume and rank == 0:
+            torch.set_rng_state(state["rng"]["torch"])  # rank 0 continues its own stream exactly
+
+        def loader(dataset, sampler):
+            return _infinite(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+                                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                                        multiprocessing_context="spawn" if cfg.workers > 0 else None))
+
+        lab_iter = loader(LabeledImages(train_table, weak_transform(mcfg)),
+                          ClassUniformBatchSampler(train_table["label"].to_numpy(), cfg.batch_size, cfg.seed, rank,
+                                                   start))
+        unl_iter = None
+        if algo.uses_unlabeled:
+            unl_iter = loader(UnlabeledImages(unl_paths, weak_transform(mcfg), strong_transform(mcfg)),
+                              UniformBatchSampler(len(unl_paths), cfg.batch_size * semi.uratio, cfg.seed, rank, start))
+
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+        params = {**cfg.to_dict(), "world_size": D.world_size(), "n_labeled": len(train_table),
+                  "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
+                  "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist()}
+
+        def evaluate() -> dict[str, float]:
+            if val_table is None:
+                return {}
+            probs, labels = predict(ema.module, val_table, mcfg, device)
+            rep = f1_report(labels, probs.argmax(1))
+            return {"val_macro_f1": rep.macro_f1, **{f"f1_{c}": float(f) for c, f in zip(CLASSES, rep.per_class_f1)}}
+
+        def checkpoint(step: int, name: str) -> None:
+            if name == "best.pt":  # the model for later stages: no trainer state (several times its size)
+                save_frame_checkpoint(out / name, ema.module, step=step, val_macro_f1=best if best >= 0 else None,
+                                      train_config=cfg.to_dict())
+                return
+            save_frame_checkpoint(out / name, ema.module, step=step, student=student.state_dict(),
+                                  optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                  ema=ema.state_dict(), algorithm=algo.state_dict(),
+                                  rng={"torch": torch.get_rng_state()}, best_val_macro_f1=best, best_step=best_step,
+                                  train_config=cfg.to_dict())
+
+        student_ddp.train()
+        running: dict[str, list[float]] = {}
+        t0, n_images = time.time(), 0
+        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train-frame {semi.name}",
+                   disable=not cfg.progress or rank != 0, unit="step", mininterval=3)
+        last_metrics: dict[str, float] = {}
+        for step in bar:
+            x_l, y_l = next(lab_iter)
+            x_l, y_l = _to(x_l, device), y_l.to(device)
+            if unl_iter is not None:
+                u_w, u_s, idx = next(unl_iter)
+                stats = algo.step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device))
+                n_images += x_l.shape[0] + u_w.shape[0]
+            else:
+                stats = algo.step(x_l, y_l)
+                n_images += x_l.shape[0]
+            for k, v in stats.items():
+                running.setdefault(k, []).append(v)
+            done = step + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                row = {"step": done, "lr": scheduler.get_last_lr()[0],
+                       **{k: float(np.mean(v)) for k, v in running.items()}}
+                running = {}
+                if rank == 0:
+                    row.update(evaluate())
+                    last_metrics = row
+                    history.append(row)
+                    f1 = row.get("val_macro_f1", -1.0)
+                    if f1 > best:
+                        best, best_step = f1, done
+                        checkpoint(done, "best.pt")
+                    write_csv(out / "metrics.csv", pd.DataFrame(history).reindex(columns=METRIC_COLUMNS))
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", f1=f"{f:.3f}" if (f := row.get("val_macro_f1")) is not None else "-")
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                if rank == 0:
+                    checkpoint(done, "last.pt")
+                D.barrier()  # the other ranks wait for validation and the checkpoint
+        elapsed = time.time() - t0
+        rate = n_images * D.world_size() / max(elapsed, 1e-9)
+        final = float(last_metrics.get("val_macro_f1", float("nan"))) if last_metrics else float("nan")
+        if rank == 0 and cfg.steps > start:
+            if val_table is None:  # nothing to select on: best is the last
+                checkpoint(cfg.steps, "best.pt")
+            plot_curves(pd.DataFrame(history), out / "curves.png")
+            save_run_record(out / "run_record.json", params,
+                            result={"final_val_macro_f1": final, "best_val_macro_f1": best, "best_step": best_step,
+                                    "train_images_per_s": rate, "seconds": elapsed, "algorithm": semi.name})
+        if rank == 0 and cfg.steps <= start and history:
+            final = float(history[-1].get("val_macro_f1", float("nan")))
+        return TrainResult(out, final, best, best_step, cfg.steps, rate)
+    finally:
+        if own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return x
+
+
+def plot_curves(history: pd.DataFrame, path: Path) -> Path | None:
+    """Training losses and validation macro F1 against the step, side by side."""
+    if history.empty:
+        return None
+    # A bare Figure (no pyplot): works headless and leaves a notebook's inline backend alone.
+    from matplotlib.figure import Figure
+
+    from ..io import atomic_path
+
+    fig = Figure(figsize=(10, 3.5))
+    a, b = fig.subplots(1, 2)
+    for col in ("loss", "loss_l", "loss_u"):
+        if col in history and history[col].notna().any():
+            a.plot(history["step"], history[col], label=col)
+    a.set_xlabel("step"), a.set_title("training loss"), a.legend()
+    if "val_macro_f1" in history and history["val_macro_f1"].notna().any():
+        b.plot(history["step"], history["val_macro_f1"], marker="o", label="val macro F1")
+    b.set_xlabel("step"), b.set_title("validation macro F1"), b.set_ylim(0, 1)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

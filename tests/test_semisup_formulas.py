@@ -1,0 +1,167 @@
+"""SPEC 5.1-5.5 formulas on hand-made tensors: thresholds, FlexMatch mapping, debiasing, feedback, sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from abawkit.semisup.algorithms import feedback_signal, feedback_teacher_loss
+from abawkit.semisup.debias import DebiasedPseudoLabels
+from abawkit.semisup.sampler import ClassUniformBatchSampler
+from abawkit.semisup.thresholds import (FixedThreshold, FlexMatchThreshold, SelfAdaptiveThreshold,
+                                        flexmatch_mapping)
+
+C = 4
+
+
+def test_self_adaptive_initial_value_update_and_mask():
+    th = SelfAdaptiveThreshold(C, momentum=0.9)
+    assert th.tau.item() == pytest.approx(1 / C)
+    assert torch.allclose(th.p, torch.full((C,), 1 / C))
+    q = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1], [0.3, 0.3, 0.3, 0.1]])
+    mask = th.mask(q)
+    # update before masking: tau_1 = 0.9*0.25 + 0.1*mean(0.7, 0.5, 0.3); p_1 = 0.9*0.25 + 0.1*mean_b q_b
+    tau1 = 0.9 * 0.25 + 0.1 * 0.5
+    p1 = 0.9 * 0.25 + 0.1 * q.mean(0)
+    assert th.tau.item() == pytest.approx(tau1)
+    assert torch.allclose(th.p, p1)
+    local = tau1 * p1 / p1.max()
+    expected = torch.tensor([float(0.7 >= local[0]), float(0.5 >= local[1]), float(0.3 >= local[0])])
+    assert torch.equal(mask, expected)
+    # a class the teacher rarely predicts gets a lower threshold than the head class
+    assert local[3] < local[0]
+    # a second update uses the first as its previous value
+    th.mask(q)
+    assert th.tau.item() == pytest.approx(0.9 * tau1 + 0.1 * 0.5)
+    state = th.state_dict()
+    other = SelfAdaptiveThreshold(C, momentum=0.9)
+    other.load_state_dict(state)
+    assert torch.allclose(other.threshold_per_class(), th.threshold_per_class())
+
+
+def test_self_adaptive_mask_at_start_keeps_confident_rows_only():
+    th = SelfAdaptiveThreshold(C, momentum=0.999)
+    q = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.9, 0.05, 0.03, 0.02]])
+    m = th.mask(q)
+    assert m[1] == 1.0  # 0.9 >> tau ~ 0.25
+    assert m.shape == (2,)
+
+
+def test_fixed_threshold():
+    m = FixedThreshold(C, 0.8).mask(torch.tensor([[0.85, 0.05, 0.05, 0.05], [0.7, 0.1, 0.1, 0.1]]))
+    assert m.tolist() == [1.0, 0.0]
+
+
+def test_flexmatch_mapping_and_curriculum():
+    beta = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.allclose(flexmatch_mapping(beta), torch.tensor([0.0, 1 / 3, 1.0]))
+    th = FlexMatchThreshold(C, n_unlabeled=10, tau=0.9)
+    # at start sigma = 0 everywhere, N_unused = 10 -> beta = 0 -> threshold 0: everything passes
+    assert torch.allclose(th.threshold_per_class(), torch.zeros(C))
+    q = torch.tensor([[0.95, 0.02, 0.02, 0.01]] * 3 + [[0.02, 0.95, 0.02, 0.01]] + [[0.5, 0.3, 0.1, 0.1]])
+    mask = th.mask(q, torch.tensor([0, 1, 2, 3, 4]))
+    # sigma = [3, 1, 0, 0], N_unused = 6 -> beta = sigma / 6
+    beta = torch.tensor([3, 1, 0, 0]) / 6.0
+    assert torch.allclose(th.beta(), beta)
+    thr = 0.9 * beta / (2 - beta)
+    assert torch.allclose(th.threshold_per_class(), thr)
+    assert mask.tolist() == [1.0, 1.0, 1.0, 1.0, float(0.5 >= thr[0])]
+    # once most samples are used the normaliser is max sigma
+    th.mask(torch.tensor([[0.95, 0.02, 0.02, 0.01]] * 5), torch.tensor([5, 6, 7, 8, 9]))
+    assert th.beta()[0] == pytest.approx(1.0) and th.beta()[1] == pytest.approx(1 / 8)
+
+
+def skewed_logits(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # the teacher prefers class 0 strongly, then 1; classes 2, 3 are rarely the argmax
+    return torch.randn(n, C, generator=g) + torch.tensor([2.0, 1.0, 0.0, -0.5])
+
+
+def test_debiased_marginal_moves_away_from_uniform_and_stays_a_vector():
+    d = DebiasedPseudoLabels(C, strength=0.5, momentum=0.9)
+    assert torch.allclose(d.p_hat, torch.full((C,), 1 / C))
+    z = skewed_logits()
+    for _ in range(30):
+        d(z)
+    assert d.p_hat.shape == (C,)
+    assert d.p_hat.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert d.p_hat[0] > 0.4 and d.p_hat[3] < 0.15  # far from 0.25 each
+    # one update is exactly m p + (1-m) mean over the batch axis of the raw softmax
+    d2 = DebiasedPseudoLabels(C, strength=0.5, momentum=0.9)
+    d2.update(z)
+    assert torch.allclose(d2.p_hat, 0.9 * 0.25 + 0.1 * torch.softmax(z, 1).mean(0))
+
+
+def test_debiased_labels_use_current_marginal_and_spread_over_more_classes():
+    d = DebiasedPseudoLabels(C, strength=1.0, momentum=0.9)
+    z = skewed_logits()
+    for _ in range(30):
+        d.update(z)
+    p_before = d.p_hat.clone()
+    q = d(z)  # step 1 with the current p_hat, then step 2
+    assert torch.allclose(q, torch.softmax(z - torch.log(p_before), 1))
+    raw = torch.bincount(z.argmax(1), minlength=C)
+    deb = torch.bincount(q.argmax(1), minlength=C)
+    assert (deb > 0).sum() >= (raw > 0).sum()
+    # more even: the largest class shrinks and the entropy of the label histogram grows
+    assert deb.max() < raw.max()
+    ent = lambda h: float(-(h / h.sum() * torch.log(h / h.sum() + 1e-12)).sum())
+    assert ent(deb.float()) > ent(raw.float())
+
+
+def test_adaptive_margin_term():
+    d = DebiasedPseudoLabels(C, strength=0.5, momentum=0.9)
+    d.p_hat = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    z_s = torch.zeros(2, C)
+    y = torch.tensor([0, 3])
+    assert torch.allclose(d.margin_logits(z_s), 0.5 * torch.log(d.p_hat).expand(2, C))
+    mask = torch.tensor([1.0, 0.0])
+    expected = torch.nn.functional.cross_entropy(z_s + 0.5 * torch.log(d.p_hat), y, reduction="none") * mask
+    assert d.loss(z_s, y, mask).item() == pytest.approx(expected.mean().item())
+    # the margin makes a head-class target easier to reach than a tail-class one from equal logits
+    per = torch.nn.functional.cross_entropy(d.margin_logits(torch.zeros(2, C)), torch.tensor([0, 3]), reduction="none")
+    assert per[0] < per[1]
+
+
+def test_feedback_signal_sign_and_use():
+    h = feedback_signal(torch.tensor(1.2, requires_grad=True), torch.tensor(0.9))
+    assert h.item() == pytest.approx(0.3) and not h.requires_grad and h.dim() == 0
+    assert feedback_signal(torch.tensor(0.9), torch.tensor(1.2)).item() < 0
+    torch.manual_seed(0)
+    t_l, y_l = torch.randn(4, C), torch.tensor([0, 1, 2, 3])
+    y_hat, mask = torch.tensor([0, 0, 1, 1]), torch.tensor([1.0, 0.0, 1.0, 1.0])
+
+    def grad_of_self_label(hval):
+        t_s = torch.randn(4, C, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        out = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, torch.tensor(hval), consistency=0.0)
+        ce_self = torch.nn.functional.cross_entropy(t_s, t_s.detach().argmax(1))
+        assert out["mpl"].item() == pytest.approx(hval * ce_self.item())
+        out["mpl"].backward()
+        return t_s, t_s.grad
+
+    t_s, g_pos = grad_of_self_label(0.5)
+    _, g_neg = grad_of_self_label(-0.5)
+    # h > 0: a gradient step raises the teacher's own argmax logit (sharpens); h < 0 lowers it
+    top = t_s.detach().argmax(1)
+    assert (g_pos.gather(1, top[:, None]) < 0).all()
+    assert (g_neg.gather(1, top[:, None]) > 0).all()
+    out = feedback_teacher_loss(t_l, y_l, t_s.detach(), y_hat, mask, torch.tensor(0.0))
+    sup = torch.nn.functional.cross_entropy(t_l, y_l)
+    cons = (torch.nn.functional.cross_entropy(t_s.detach(), y_hat, reduction="none") * mask).mean()
+    assert out["loss"].item() == pytest.approx((sup + cons).item())
+
+
+def test_class_uniform_sampler_is_uniform_over_present_classes_and_per_rank():
+    labels = np.array([0] * 900 + [1] * 90 + [4] * 9 + [7] * 1)
+    s = ClassUniformBatchSampler(labels, batch_size=64, seed=0, rank=0)
+    it = iter(s)
+    drawn = np.concatenate([labels[next(it)] for _ in range(200)])
+    counts = np.bincount(drawn, minlength=8)
+    assert set(np.flatnonzero(counts)) == {0, 1, 4, 7}
+    share = counts[[0, 1, 4, 7]] / drawn.size
+    assert np.allclose(share, 0.25, atol=0.02)
+    a = next(iter(ClassUniformBatchSampler(labels, 32, seed=0, rank=0)))
+    b = next(iter(ClassUniformBatchSampler(labels, 32, seed=0, rank=1)))
+    a2 = next(iter(ClassUniformBatchSampler(labels, 32, seed=0, rank=0)))
+    assert a == a2 and a != b

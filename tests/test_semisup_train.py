@@ -1,0 +1,148 @@
+"""End-to-end checks of train-frame on tiny real face crops: learning beats chance, outputs and checkpoint
+contract, resume continues step and algorithm state, a 2-process torchrun run, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from abawkit.frame_model import load_frame_checkpoint, load_frame_model
+from abawkit.metrics import macro_f1
+from abawkit.semisup.config import TrainConfig, preset
+from abawkit.semisup.train import train
+
+from helpers_semisup import truth_crops
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def semisup_data(tiny_demo, tiny_manifest, tmp_path_factory):
+    """Crops of the tiny demo's Train_Set subjects split into interleaved 8-frame blocks: even blocks train,
+    odd blocks validate (same faces, other frames). Unlabeled faces: the demo's unlabeled_faces/."""
+    root = tmp_path_factory.mktemp("semisup")
+    crops = truth_crops(tiny_demo, tiny_manifest, root / "faces", size=64, splits=("Train_Set",))
+    from abawkit.semisup.data import frames_from_manifest
+
+    table = frames_from_manifest(tiny_manifest, crops, "Train_Set")
+    block = (table["frame"] - 1) // 8
+    table["path"] = [os.path.relpath(p, root) for p in table["path"]]
+    table[block % 2 == 0][["path", "label"]].to_csv(root / "train.csv", index=False)
+    table[block % 2 == 1][["path", "label"]].to_csv(root / "val.csv", index=False)
+    return {"root": root, "train": root / "train.csv", "val": root / "val.csv",
+            "unlabeled": str(tiny_demo / "unlabeled_faces")}
+
+
+def _cfg(data, out, algorithm="supervised", **kw):
+    base = dict(out=str(out), labeled_csv=str(data["train"]), val_csv=str(data["val"]),
+                unlabeled_dirs=(data["unlabeled"],), image_size=32, batch_size=16, workers=0, warmup_steps=5,
+                eval_every=20, ckpt_every=20, progress=False, lr=2e-3)
+    base.update(kw)
+    return TrainConfig(semisup=preset(algorithm), **base)
+
+
+def chance_macro_f1(y: np.ndarray, seed: int = 0) -> float:
+    """The better of a constant majority prediction and uniform random guessing (mean of 20 draws)."""
+    rng = np.random.default_rng(seed)
+    majority = macro_f1(y, np.full_like(y, np.bincount(y).argmax()))
+    rand = np.mean([macro_f1(y, rng.integers(0, 8, y.size)) for _ in range(20)])
+    return max(majority, rand)
+
+
+def test_short_cpu_run_beats_chance_and_writes_the_contract(semisup_data, tmp_path):
+    torch.set_num_threads(2)
+    out = tmp_path / "sup"
+    res = train(_cfg(semisup_data, out, steps=80))
+    y = pd.read_csv(semisup_data["val"])["label"].to_numpy()
+    chance = chance_macro_f1(y)
+    assert res.best_val_macro_f1 > chance + 0.1, (res, chance)
+    for name in ("best.pt", "last.pt", "metrics.csv", "curves.png", "run_record.json"):
+        assert (out / name).is_file(), name
+    model, ckpt = load_frame_model(out / "best.pt")
+    assert ckpt["step"] == res.best_step and model.config.image_size == 32
+    assert ckpt["val_macro_f1"] == pytest.approx(res.best_val_macro_f1)
+    assert "optimizer" not in ckpt and "optimizer" in load_frame_checkpoint(out / "last.pt")  # lean best.pt
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["step"].tolist() == [20, 40, 60, 80]
+    assert {"val_macro_f1", "f1_Neutral", "f1_Other", "loss"} <= set(metrics.columns)
+
+
+def test_resume_continues_step_and_algorithm_state(semisup_data, tmp_path):
+    torch.set_num_threads(2)
+    out = tmp_path / "full"
+    cfg = _cfg(semisup_data, out, "full", steps=4, eval_every=2, ckpt_every=2, batch_size=8)
+    train(cfg)
+    first = load_frame_checkpoint(out / "last.pt")
+    assert first["step"] == 4 and first["ema"]["updates"] == 4
+    tau4 = first["algorithm"]["labeler"]["threshold"]["tau"].item()
+    p_hat4 = first["algorithm"]["labeler"]["debias"]["p_hat"]
+    assert tau4 != pytest.approx(1 / 8)  # the threshold state moved and was saved
+    assert p_hat4.shape == (8,)
+    train(cfg.with_(steps=6, resume=True))
+    second = load_frame_checkpoint(out / "last.pt")
+    assert second["step"] == 6 and second["ema"]["updates"] == 6
+    tau6 = second["algorithm"]["labeler"]["threshold"]["tau"].item()
+    # two more updates of tau_t = l*tau + (1-l)*m from tau_4 (not from 1/C): it stays close to tau_4
+    lam = cfg.semisup.threshold_momentum
+    assert abs(tau6 - tau4) <= 2 * (1 - lam) + 1e-6
+    assert abs(tau6 - 1 / 8) > abs(tau4 - 1 / 8)
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [2, 4, 6]
+    assert "teacher" in second["algorithm"] and "teacher_optimizer" in second["algorithm"]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(REPO / "lib"), "OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2"}
+
+
+def test_torchrun_two_processes_on_cpu(semisup_data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "abawkit.cli", "train-frame",
+           "--labeled-csv", str(semisup_data["train"]), "--val-csv", str(semisup_data["val"]),
+           "--unlabeled-dir", semisup_data["unlabeled"], "--algorithm", "full", "--threshold", "flexmatch",
+           "--steps", "3", "--batch-size", "4", "--image-size", "32", "--workers", "0", "--eval-every", "3",
+           "--ckpt-every", "3", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("final val macro-F1") and "best val macro-F1" in lines[-1]
+    assert sum("final val macro-F1" in line for line in lines) == 1  # only rank 0 reports
+    ckpt = load_frame_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 3
+    assert ckpt["algorithm"]["labeler"]["threshold"]["selected"].shape[0] == 116  # 16 renders + 100 LFW
+
+
+def test_cli_help_and_bad_input(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "abawkit.cli", *a], capture_output=True, text=True,
+                                    env=_env(), timeout=60)
+    proc = run("train-frame", "--help")
+    assert proc.returncode == 0 and "--unlabeled-dir" in proc.stdout and "torchrun" in proc.stdout
+    proc = run("train-frame", "--labeled-csv", str(tmp_path / "nope.csv"), "--algorithm", "supervised",
+               "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "nope.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_yaml_and_switches_override_the_preset(tmp_path):
+    import argparse
+
+    from abawkit.commands import train_frame
+
+    cfg_file = tmp_path / "frame.yaml"
+    cfg_file.write_text("steps: 7\nunlabeled_dirs: [a, b]\nalgorithm: fixmatch\nsemisup: {tau: 0.9}\n")
+    parser = argparse.ArgumentParser()
+    train_frame.register(parser.add_subparsers())
+    args = parser.parse_args(["train-frame", "--config", str(cfg_file), "--threshold", "flexmatch", "--debias",
+                              "--steps", "9"])
+    cfg = train_frame.config_from_args(args)
+    assert cfg.steps == 9 and cfg.unlabeled_dirs == ("a", "b")
+    s = cfg.semisup
+    assert (s.algorithm, s.threshold, s.debias, s.feedback, s.tau) == ("fixmatch", "flexmatch", True, False, 0.9)
+    full = train_frame.config_from_args(parser.parse_args(["train-frame", "--no-feedback"])).semisup
+    assert (full.threshold, full.debias, full.feedback, full.unlabeled) == ("self-adaptive", True, False, True)
