@@ -133,7 +133,7 @@ def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            total += float(loss) * len(x)
+            total += float(loss.detach()) * len(x)
             seen += len(x)
         val_f1 = _report(val, _probs(model, val)).macro_f1
         history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_macro_f1": val_f1,
