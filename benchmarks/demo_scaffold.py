@@ -28,7 +28,7 @@ def main() -> None:
     from abawkit.manifest import load_manifest
     from helpers_temporal import quick_frame_model, truth_crops
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     manifest = load_manifest(args.manifest)
     t = time.time()
     if not Path(args.crops).is_dir():

@@ -20,7 +20,7 @@ from abawkit.temporal.predict import predict_logits, predict_split
 from abawkit.temporal.train import TemporalTrainConfig, train_temporal
 from conftest import REPO
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # 2 threads on shared cores spin-wait: 50x slower here
 
 
 # ------------------------------------------------------------------------------------------------ model

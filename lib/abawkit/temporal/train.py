@@ -31,7 +31,7 @@ class TemporalTrainConfig:
     label_smoothing: float = 0.1
     holdout_fraction: float = 0.2  # share of training videos kept out to fit the post-processing
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # torch CPU threads; >1 only on an otherwise idle machine (OpenMP spin-waits when cores are shared)
     progress: bool = True
 
 
