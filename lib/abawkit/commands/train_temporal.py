@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="class-balanced window sampling instead of loss weights")
     p.add_argument("--label-smoothing", type=float, default=C.label_smoothing,
                    help=f"label smoothing (default {C.label_smoothing})")
+    p.add_argument("--feature-noise", type=float, default=C.feature_noise,
+                   help=f"training noise on the features, in feature standard deviations (default {C.feature_noise})")
+    p.add_argument("--frame-drop", type=float, default=C.frame_drop,
+                   help=f"share of face frames masked as no-face in each training window (default {C.frame_drop})")
     p.add_argument("--holdout-fraction", type=float, default=C.holdout_fraction,
                    help=f"share of training videos held out to fit the post-processing (default {C.holdout_fraction})")
     p.add_argument("--seed", type=int, default=C.seed, help=f"random seed (default {C.seed})")
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                                  width=args.width, dropout=args.dropout, residual_logits=args.residual_logits,
                                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  loss_weight_power=args.loss_weight_power, balanced_sampling=args.balanced_sampling,
-                                 label_smoothing=args.label_smoothing, holdout_fraction=args.holdout_fraction,
+                                 label_smoothing=args.label_smoothing, feature_noise=args.feature_noise,
+                                 frame_drop=args.frame_drop, holdout_fraction=args.holdout_fraction,
                                  seed=args.seed)
     try:
         summary = train_temporal(args.features, load_manifest(args.manifest), args.out, config)

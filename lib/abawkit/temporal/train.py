@@ -29,6 +29,10 @@ class TemporalTrainConfig:
     loss_weight_power: float = 0.5  # class weights = inverse frequency ** power (0 = plain cross-entropy)
     balanced_sampling: bool = False  # class-balanced window sampling instead of loss weights
     label_smoothing: float = 0.1
+    # Augmentations (ours): the frame model has seen the training frames, so their embeddings are cleaner
+    # than validation/test ones; noise and dropped frames make the encoder lean on temporal context.
+    feature_noise: float = 0.5  # Gaussian noise, in units of each feature's standard deviation
+    frame_drop: float = 0.2  # share of face frames turned into no-face frames per training window
     holdout_fraction: float = 0.2  # share of training videos kept out to fit the post-processing
     seed: int = 0
     threads: int = 1  # torch CPU threads; >1 only on an otherwise idle machine (OpenMP spin-waits when cores are shared)
@@ -124,6 +128,10 @@ def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.
         total, seen = 0.0, 0
         for x, face, lg, y, valid in loader:
             x, face, lg, y = x.to(device), face.to(device), lg.to(device), y.to(device)
+            if config.feature_noise > 0:
+                x = x + config.feature_noise * model.feat_std * torch.randn_like(x)
+            if config.frame_drop > 0:
+                face = face & (torch.rand(face.shape, device=device) >= config.frame_drop)
             out = model(x, face, lg)
             loss = loss_fn(out.reshape(-1, out.shape[-1]), y.reshape(-1))
             if not torch.isfinite(loss):  # a batch without any labeled frame
