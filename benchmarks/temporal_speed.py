@@ -1,7 +1,7 @@
 """Temporal inference speed over cached features on CPU: frames/s over synthetic cached features (default
-one million frames, D=512, 2 threads), and the time to score a validation split from a features folder.
+one million frames, D=512, 1 thread), and the time to score a validation split from a features folder.
 
-    python benchmarks/temporal_speed.py [--frames 1000000] [--threads 2]
+    python benchmarks/temporal_speed.py [--frames 1000000] [--threads 1]
     python benchmarks/temporal_speed.py --frames 0 --temporal runs/demo/temporal --features runs/demo/features \
         --manifest data_manifests/demo
 """
@@ -20,7 +20,8 @@ def main() -> None:
     p.add_argument("--video-frames", type=int, default=5000, help="frames per synthetic video")
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--window", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on shared cores 2 threads spin-wait and run slower)")
     p.add_argument("--temporal", help="a temporal run folder: also time scoring its validation split")
     p.add_argument("--features")
     p.add_argument("--manifest")
