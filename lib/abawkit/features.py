@@ -1,0 +1,177 @@
+"""The frame-feature cache: the frame model run once over every frame, one ``<video_id>.npz`` per subject.
+
+Each file holds ``embeddings`` (n, D) float16, ``has_face`` (n,) bool and ``logits`` (n, 8) float32 over frames
+1..n of the annotation (row 0 is frame 1); a frame without a crop has a zero embedding, zero logits and
+``has_face`` False. numpy alone opens it; :func:`load_video_features` reads one video's file and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .labels import NUM_CLASSES
+
+
+class FeatureError(ValueError):
+    """A feature folder or file that cannot be used; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    batch_size: int = 256
+    num_workers: int = 2
+    overwrite: bool = False
+    progress: bool = True
+
+
+def feature_path(features_dir: str | os.PathLike, video_id: str) -> Path:
+    return Path(features_dir) / f"{video_id}.npz"
+
+
+def video_frame_counts(manifest, splits: Sequence[str] | None = None) -> dict[str, int]:
+    """Rows per subject: annotation length for labeled splits, the submission rows' count for the test split."""
+    from .annotations import TEST_SPLIT
+
+    counts: dict[str, int] = {}
+    test_n: dict[str, int] = {}
+    if splits is None or TEST_SPLIT in splits:
+        for vid, frame in manifest.test_order():
+            test_n[vid] = max(test_n.get(vid, 0), int(frame))
+    for _, row in manifest.videos.iterrows():
+        if splits is not None and row["split"] not in splits:
+            continue
+        vid = str(row["video_id"])
+        if row["split"] == TEST_SPLIT and vid in test_n:
+            counts[vid] = test_n[vid]
+        else:
+            counts[vid] = int(row["n_frames"])
+    return counts
+
+
+def load_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[str, np.ndarray]:
+    """``embeddings``, ``has_face`` and ``logits`` of one subject (reads only that subject's file)."""
+    path = feature_path(features_dir, video_id)
+    if not path.is_file():
+        raise FeatureError(f"no cached features for {video_id}: {path} is missing; run abawkit extract-features "
+                           f"(notebook 03) for this manifest")
+    with np.load(path) as data:
+        out = {k: data[k] for k in data.files}
+    emb = out.get("embeddings")
+    if emb is None or emb.ndim != 2:
+        raise FeatureError(f"{path} must hold 'embeddings' with shape (n, D)")
+    n = len(emb)
+    if "has_face" not in out:
+        out["has_face"] = np.ones(n, dtype=bool)
+    if "logits" not in out:  # features from another extractor may carry no frame-model logits
+        out["logits"] = np.zeros((n, NUM_CLASSES), dtype=np.float32)
+    if len(out["has_face"]) != n or out["logits"].shape != (n, NUM_CLASSES):
+        raise FeatureError(f"{path}: has_face {out['has_face'].shape} / logits {out['logits'].shape} do not match "
+                           f"embeddings {emb.shape}; re-extract this video")
+    out["has_face"] = out["has_face"].astype(bool)
+    return out
+
+
+class _CropDataset:
+    """(video index, 1-based frame) items -> normalized image tensors; picklable for spawn workers."""
+
+    def __init__(self, crops_dir: str, items: list[tuple[int, str, int]], transform):
+        self.crops_dir, self.items, self.transform = crops_dir, items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from .crops import crop_path
+        from .frame_model import read_image
+
+        vidx, vid, frame = self.items[i]
+        return self.transform(read_image(crop_path(self.crops_dir, vid, frame))), vidx, frame
+
+
+def extract_features(checkpoint: str | os.PathLike, crops_dir: str | os.PathLike, manifest,
+                     features_dir: str | os.PathLike, config: FeatureConfig = FeatureConfig(),
+                     video_ids: Sequence[str] | None = None, device: str | None = None) -> list[Path]:
+    """Cache features of every subject of ``manifest`` (or ``video_ids``); returns the files this process wrote.
+
+    Under ``torchrun`` rank r takes videos r::world. A video whose file exists is skipped (resume), unless
+    ``config.overwrite``. Files are written atomically, so a killed job leaves complete files only.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .crops import crop_frames
+    from .frame_model import autocast, eval_transform, load_frame_model
+    from .io import save_npz
+
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if device is None:
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        else:
+            device = "cpu"
+    dev = torch.device(device)
+    counts = video_frame_counts(manifest)
+    ids = list(video_ids) if video_ids is not None else list(counts)
+    unknown = [v for v in ids if v not in counts]
+    if unknown:
+        raise FeatureError(f"videos not in the manifest {manifest.path}: {unknown[:5]}")
+    ids = ids[rank::world]
+    out_dir = Path(features_dir)
+    todo = [v for v in ids if config.overwrite or not feature_path(out_dir, v).is_file()]
+    if not todo:
+        return []
+    model, _ = load_frame_model(checkpoint, dev)
+    model = model.to(memory_format=torch.channels_last)
+    dim, transform = model.embed_dim, eval_transform(model.config)
+
+    written: list[Path] = []
+    items: list[tuple[int, str, int]] = []
+    buffers: dict[int, dict] = {}
+    for vidx, vid in enumerate(todo):
+        n = counts[vid]
+        frames = crop_frames(crops_dir, vid)
+        frames = frames[(frames >= 1) & (frames <= n)]
+        buffers[vidx] = {"vid": vid, "n": n, "left": len(frames), "emb": np.zeros((n, dim), np.float16),
+                         "logits": np.zeros((n, NUM_CLASSES), np.float32), "face": np.zeros(n, bool)}
+        items.extend((vidx, vid, int(f)) for f in frames)
+
+    def flush(vidx: int) -> None:
+        b = buffers.pop(vidx)
+        written.append(save_npz(feature_path(out_dir, b["vid"]), embeddings=b["emb"], has_face=b["face"],
+                                logits=b["logits"]))
+
+    for vidx in [k for k, b in buffers.items() if b["left"] == 0]:  # videos without any crop
+        flush(vidx)
+    workers = config.num_workers if items else 0
+    loader = DataLoader(_CropDataset(str(crops_dir), items, transform), batch_size=config.batch_size, shuffle=False,
+                        num_workers=workers, pin_memory=dev.type == "cuda",
+                        multiprocessing_context="spawn" if workers > 0 else None,
+                        persistent_workers=False)
+    bar = tqdm(total=len(items), desc=f"features (rank {rank})" if world > 1 else "features", unit="frame",
+               disable=not config.progress)
+    with torch.inference_mode():
+        for images, vidxs, frames in loader:
+            images = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with autocast(dev):
+                emb, logits = model.embed_and_logits(images)
+            emb = emb.float().cpu().numpy()
+            logits = logits.float().cpu().numpy()
+            for j, (vidx, frame) in enumerate(zip(vidxs.tolist(), frames.tolist())):
+                b = buffers[vidx]
+                b["emb"][frame - 1] = emb[j]
+                b["logits"][frame - 1] = logits[j]
+                b["face"][frame - 1] = True
+                b["left"] -= 1
+                if b["left"] == 0:
+                    flush(vidx)
+            bar.update(len(frames))
+    bar.close()
+    return written

@@ -1,0 +1,118 @@
+"""A transformer over windows of cached frame embeddings with a per-frame 8-class head (SPEC 5.6).
+
+Frames without a face are replaced by a learned "no face" token and masked as attention keys, so their
+features never reach another frame, yet every frame (face or not) gets a prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..labels import NUM_CLASSES
+
+CHECKPOINT_FORMAT = "abawkit-temporal/1"
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    in_dim: int
+    window: int = 64
+    stride: int | None = None  # training stride; None: window // 2
+    depth: int = 2
+    heads: int = 4
+    width: int = 128
+    dropout: float = 0.1
+    residual_logits: bool = False  # add the frame model's logits (times a learned scale) to the output
+
+    @property
+    def train_stride(self) -> int:
+        return max(1, self.stride or self.window // 2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TemporalConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def sinusoidal(length: int, width: int, device=None) -> torch.Tensor:
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, width, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / width))
+    pe = torch.zeros(length, width, device=device)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : width // 2]
+    return pe
+
+
+class TemporalEncoder(nn.Module):
+    """``forward(x (B,T,D), has_face (B,T) bool, frame_logits (B,T,8) | None) -> logits (B,T,8)``."""
+
+    def __init__(self, config: TemporalConfig):
+        super().__init__()
+        self.config = config
+        # Feature standardization fitted on the training frames; buffers so checkpoints carry them.
+        self.register_buffer("feat_mean", torch.zeros(config.in_dim))
+        self.register_buffer("feat_std", torch.ones(config.in_dim))
+        self.proj = nn.Linear(config.in_dim, config.width)
+        self.no_face = nn.Parameter(torch.zeros(config.width))
+        self.drop = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(config.width, config.heads, dim_feedforward=4 * config.width,
+                                           dropout=config.dropout, batch_first=True, norm_first=True)
+        # No nested tensors: they would zero the outputs of masked (no-face) frames.
+        self.encoder = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.width)
+        self.head = nn.Linear(config.width, NUM_CLASSES)
+        self.logit_scale = nn.Parameter(torch.ones(1)) if config.residual_logits else None
+
+    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.feat_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feat_std.copy_(torch.as_tensor(np.maximum(std, 1e-4), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, has_face: torch.Tensor, frame_logits: torch.Tensor | None = None) -> torch.Tensor:
+        has_face = has_face.bool()
+        h = self.proj((x.float() - self.feat_mean) / self.feat_std)
+        h = torch.where(has_face[..., None], h, self.no_face.to(h.dtype))
+        h = self.drop(h + sinusoidal(x.shape[1], self.config.width, x.device).to(h.dtype))
+        key_mask = ~has_face
+        # A window without any face: let its frames attend to each other (all hold the same no-face token).
+        key_mask = key_mask & has_face.any(dim=1, keepdim=True)
+        h = self.encoder(h, src_key_padding_mask=key_mask)
+        out = self.head(self.norm(h))
+        if self.logit_scale is not None and frame_logits is not None:
+            out = out + self.logit_scale * torch.where(has_face[..., None], frame_logits.float(), 0.0)
+        return out
+
+
+def build_temporal_model(config: TemporalConfig) -> TemporalEncoder:
+    return TemporalEncoder(config)
+
+
+def save_temporal_checkpoint(path, model: TemporalEncoder, **extra: Any):
+    from ..io import atomic_path
+
+    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_temporal_model(path, device: str | torch.device = "cpu") -> tuple[TemporalEncoder, dict[str, Any]]:
+    """Rebuild a temporal encoder from a checkpoint (``torch.load(weights_only=True)``), in eval mode."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"temporal checkpoint {path} not found; train one with abawkit train-temporal "
+                                f"(notebook 04)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an abawkit temporal checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    model = TemporalEncoder(TemporalConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload

@@ -1,0 +1,190 @@
+"""Train the temporal encoder on cached features, fit the post-processing on held-out training subjects,
+and compare frame model / + temporal encoder / + post-processing on the validation split."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..labels import CLASSES, IGNORE
+
+
+@dataclass(frozen=True)
+class TemporalTrainConfig:
+    window: int = 64
+    stride: int | None = None  # None: window // 2
+    depth: int = 2
+    heads: int = 4
+    width: int = 128
+    dropout: float = 0.1
+    residual_logits: bool = False
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    loss_weight_power: float = 0.5  # class weights = inverse frequency ** power (0 = plain cross-entropy)
+    balanced_sampling: bool = False  # class-balanced window sampling instead of loss weights
+    label_smoothing: float = 0.1
+    # Augmentations (ours): the frame model has seen the training frames, so their embeddings are cleaner
+    # than validation/test ones; noise and dropped frames make the encoder lean on temporal context.
+    feature_noise: float = 0.5  # Gaussian noise, in units of each feature's standard deviation
+    frame_drop: float = 0.2  # share of face frames turned into no-face frames per training window
+    holdout_fraction: float = 0.2  # share of training videos kept out to fit the post-processing
+    seed: int = 0
+    threads: int = 1  # torch CPU threads; >1 only on an otherwise idle machine (OpenMP spin-waits when cores are shared)
+    progress: bool = True
+
+
+def split_holdout(manifest, fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Training subjects split into (train, held-out) by source video, so both sides of a two-person video
+    stay together. With fewer than two videos nothing is held out."""
+    rows = manifest.videos[manifest.videos["split"] == "Train_Set"]
+    groups = sorted(rows["video_name"].astype(str).unique())
+    if fraction <= 0 or len(groups) < 2:
+        return rows["video_id"].tolist(), []
+    rng = np.random.default_rng(seed)
+    k = min(len(groups) - 1, max(1, int(round(fraction * len(groups)))))
+    held = set(rng.choice(groups, size=k, replace=False).tolist())
+    in_held = rows["video_name"].astype(str).isin(held)
+    return rows.loc[~in_held, "video_id"].tolist(), rows.loc[in_held, "video_id"].tolist()
+
+
+def _probs(model, videos) -> list[np.ndarray]:
+    from .predict import predict_logits, softmax
+
+    return [softmax(predict_logits(model, v.embeddings, v.has_face, v.logits)) for v in videos]
+
+
+def _report(videos, probs):
+    from ..metrics import f1_report
+
+    y = np.concatenate([v.labels for v in videos])
+    return f1_report(y, np.concatenate(probs).argmax(1))
+
+
+def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.PathLike,
+                   config: TemporalTrainConfig = TemporalTrainConfig()) -> dict:
+    """Train, keep ``best.pt`` (by validation macro F1) and ``last.pt``, write ``metrics.csv``,
+    ``postprocess.json``, ``comparison.csv`` and ``run_record.json`` under ``out_dir``; return a summary."""
+    import torch
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+    from tqdm.auto import tqdm
+
+    from ..io import write_csv
+    from ..postprocess import fit_postprocess
+    from ..predictions import save_video_predictions  # noqa: F401  (same format downstream)
+    from ..runinfo import save_run_record
+    from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, load_videos
+    from .model import TemporalConfig, build_temporal_model, load_temporal_model, save_temporal_checkpoint
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    torch.set_num_threads(config.threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_ids, held_ids = split_holdout(manifest, config.holdout_fraction, config.seed)
+    val_ids = manifest.video_ids("Validation_Set")
+    if not train_ids:
+        raise ValueError(f"the manifest {manifest.path} has no Train_Set subject to train on")
+    if not val_ids:
+        raise ValueError(f"the manifest {manifest.path} has no Validation_Set subject to validate on")
+    train, held, val = (load_videos(features_dir, manifest, ids) for ids in (train_ids, held_ids, val_ids))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    mcfg = TemporalConfig(in_dim=int(train[0].embeddings.shape[1]), window=config.window, stride=config.stride,
+                          depth=config.depth, heads=config.heads, width=config.width, dropout=config.dropout,
+                          residual_logits=config.residual_logits)
+    model = build_temporal_model(mcfg)
+    faces = np.concatenate([v.embeddings[v.has_face].astype(np.float32) for v in train])
+    if len(faces):
+        model.set_normalization(faces.mean(0), faces.std(0))
+    model.to(device)
+
+    data = WindowDataset(train, mcfg.window, mcfg.train_stride)
+    counts = class_counts(train)
+    gen = torch.Generator().manual_seed(config.seed)
+    if config.balanced_sampling:
+        sampler = WeightedRandomSampler(balanced_window_weights(data, counts), num_samples=len(data),
+                                        replacement=True, generator=gen)
+        loader = DataLoader(data, batch_size=config.batch_size, sampler=sampler)
+        weights = None
+    else:
+        loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=gen)
+        weights = torch.tensor(class_weights(counts, config.loss_weight_power), dtype=torch.float32, device=device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE, label_smoothing=config.label_smoothing)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = max(1, config.epochs * len(loader))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+
+    history, best = [], -1.0
+    extra = {"train_config": asdict(config), "train_videos": train_ids, "holdout_videos": held_ids}
+    bar = tqdm(range(1, config.epochs + 1), desc="temporal", unit="epoch", disable=not config.progress)
+    for epoch in bar:
+        model.train()
+        total, seen = 0.0, 0
+        for x, face, lg, y, valid in loader:
+            x, face, lg, y = x.to(device), face.to(device), lg.to(device), y.to(device)
+            if config.feature_noise > 0:
+                x = x + config.feature_noise * model.feat_std * torch.randn_like(x)
+            if config.frame_drop > 0:
+                face = face & (torch.rand(face.shape, device=device) >= config.frame_drop)
+            out = model(x, face, lg)
+            loss = loss_fn(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+            if not torch.isfinite(loss):  # a batch without any labeled frame
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(x)
+            seen += len(x)
+        val_f1 = _report(val, _probs(model, val)).macro_f1
+        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_macro_f1": val_f1,
+                        "lr": sched.get_last_lr()[0]})
+        write_csv(out_dir / "metrics.csv", pd.DataFrame(history))
+        if val_f1 > best:
+            best = val_f1
+            save_temporal_checkpoint(out_dir / "best.pt", model, epoch=epoch, val_macro_f1=val_f1, **extra)
+        save_temporal_checkpoint(out_dir / "last.pt", model, epoch=epoch, val_macro_f1=val_f1, **extra)
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_f1=f"{val_f1:.3f}", best=f"{best:.3f}")
+
+    model, _ = load_temporal_model(out_dir / "best.pt", device)
+    # Post-processing is fitted on held-out TRAINING subjects, never on the validation split it is reported on.
+    fold = held if held else train
+    post = fit_postprocess(_probs(model, fold), [v.has_face for v in fold], [v.labels for v in fold])
+    post = type(post)(window=post.window, bias=post.bias, fill=post.fill,
+                      fit_info={**post.fit_info, "fold": "holdout" if held else "train (no holdout available)",
+                                "fold_ids": [v.video_id for v in fold]})
+    post.save(out_dir / "postprocess.json")
+    comparison = compare_stages(model, post, val)
+    write_csv(out_dir / "comparison.csv", comparison)
+    summary = {"best_val_macro_f1": best, "epochs": config.epochs, "postprocess": {"window": post.window,
+               "bias": list(post.bias)}, "comparison": comparison.to_dict(orient="records")}
+    save_run_record(out_dir / "run_record.json", {"features_dir": str(features_dir), "manifest": str(manifest.path),
+                                                  "out_dir": str(out_dir), **asdict(config)}, result=summary)
+    return summary
+
+
+def frame_model_probs(v) -> np.ndarray:
+    """The frame model alone: softmax of its cached logits, frames without a face filled from neighbours."""
+    from ..postprocess import fill_no_face
+    from .predict import softmax
+
+    return fill_no_face(softmax(v.logits), v.has_face)
+
+
+def compare_stages(model, post, val) -> pd.DataFrame:
+    """Rows ``frame model``, ``+ temporal encoder``, ``+ post-processing``: macro F1 and per-class F1."""
+    raw = _probs(model, val)
+    stages = {"frame model": [frame_model_probs(v) for v in val], "+ temporal encoder": raw,
+              "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, val)]}
+    rows = []
+    for name, probs in stages.items():
+        rep = _report(val, probs)
+        rows.append({"stage": name, "macro_f1": rep.macro_f1, **dict(zip(CLASSES, rep.per_class_f1))})
+    return pd.DataFrame(rows, columns=["stage", "macro_f1", *CLASSES])
