@@ -134,7 +134,7 @@ def test_help_of_every_command(capsys):
                 main([name, "--help"])
             assert exc.value.code == 0
             assert "usage: abawkit " + name in capsys.readouterr().out
-    assert command_modules()[:2] == ["demo_data", "manifest"]
+    assert command_modules()[:3] == ["run", "demo_data", "manifest"]
 
 
 def test_module_entry_point_reports_user_errors_without_traceback(tmp_path):
