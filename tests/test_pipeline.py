@@ -330,3 +330,18 @@ def test_missing_kernel_is_reported_before_running(tmp_path):
     with pytest.raises(PipelineError, match="no Jupyter kernel named 'nope'.*--kernel"):
         run_pipeline(load_pipeline(toy_pipeline(tmp_path)), tmp_path / "runs" / "k", root=REPO, kernel="nope")
     assert not (tmp_path / "out").exists()
+
+
+def test_results_text_shows_the_comparison_and_the_submission(tmp_path):
+    from abawkit.pipeline import results_text
+
+    table = pd.DataFrame({"stage": ["frame model", "+ temporal encoder"], "macro_f1": [0.3, 0.41],
+                          **{c: [0.1, 0.2] for c in CLASSES}})
+    (tmp_path / "t").mkdir()
+    table.to_csv(tmp_path / "t" / "comparison.csv", index=False)
+    record = {"stages": {"temporal": {"outputs": ["t/best.pt", "t/comparison.csv"], "metrics": {}},
+                         "submission": {"outputs": ["sub"], "metrics": {"submission": "sub/predictions.zip"}}}}
+    text = results_text(record, tmp_path)
+    assert "validation macro-F1 (t/comparison.csv)" in text and "+ temporal encoder" in text and "0.410" in text
+    assert text.endswith("submission: sub/predictions.zip")
+    assert results_text({"stages": {"x": {"outputs": ["missing/comparison.csv"]}}}, tmp_path) == ""

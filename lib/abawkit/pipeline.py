@@ -706,3 +706,23 @@ def summary_table(record: dict[str, Any]) -> str:
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows]
     lines.insert(1, "-" * max(len(ln) for ln in lines))
     return "\n".join(lines)
+
+
+def results_text(record: dict[str, Any], root: str | os.PathLike = ".") -> str:
+    """What a person looks for at the end of a run: every ``comparison.csv`` a stage declared as output
+    (the validation macro-F1 of frame model, + temporal encoder, + post-processing, with per-class F1) and
+    every ``submission`` a stage reported. Empty when the run has neither."""
+    import pandas as pd
+
+    parts = []
+    for name, entry in record.get("stages", {}).items():
+        for out in entry.get("outputs") or ():
+            path = Path(root) / out
+            if path.name == "comparison.csv" and path.is_file():
+                table = pd.read_csv(path)
+                parts.append(f"validation macro-F1 ({out}):\n"
+                             + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        submission = (entry.get("metrics") or {}).get("submission")
+        if submission:
+            parts.append(f"submission: {submission}")
+    return "\n\n".join(parts)

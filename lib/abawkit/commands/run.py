@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..notebook import project_root
-    from ..pipeline import StageFailed, apply_overrides, load_pipeline, run_pipeline, summary_table
+    from ..pipeline import StageFailed, apply_overrides, load_pipeline, results_text, run_pipeline, summary_table
 
     pipeline = apply_overrides(load_pipeline(args.pipeline), args.sets)
     root = project_root()
@@ -69,5 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     print("\n" + summary_table(record))
+    results = results_text(record, root)
+    if results:
+        print("\n" + results)
     print(f"\nrun record: {run_dir}/run.json")
     return 0
