@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .io import load_checkpoint
 from .labels import NUM_CLASSES
 
 CHECKPOINT_FORMAT = "abawkit-frame-model/1"
@@ -110,14 +111,8 @@ def save_frame_checkpoint(path: str | os.PathLike, model: FrameModel, **extra: A
 
 
 def load_frame_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"frame-model checkpoint {path} not found; train one with abawkit train-frame "
-                                f"(notebook 02) or pass the path of yours")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an abawkit frame-model checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    return payload
+    return load_checkpoint(path, CHECKPOINT_FORMAT, "frame-model checkpoint",
+                           "train one with abawkit train-frame (notebook 02) or pass the path of yours")
 
 
 def load_frame_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FrameModel, dict[str, Any]]:

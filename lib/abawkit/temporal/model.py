@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..io import load_checkpoint
 from ..labels import NUM_CLASSES
 
 CHECKPOINT_FORMAT = "abawkit-temporal/1"
@@ -104,15 +105,8 @@ def save_temporal_checkpoint(path, model: TemporalEncoder, **extra: Any):
 
 def load_temporal_model(path, device: str | torch.device = "cpu") -> tuple[TemporalEncoder, dict[str, Any]]:
     """Rebuild a temporal encoder from a checkpoint (``torch.load(weights_only=True)``), in eval mode."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"temporal checkpoint {path} not found; train one with abawkit train-temporal "
-                                f"(notebook 04)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an abawkit temporal checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    payload = load_checkpoint(path, CHECKPOINT_FORMAT, "temporal checkpoint",
+                              "train one with abawkit train-temporal (notebook 04)")
     model = TemporalEncoder(TemporalConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload
