@@ -169,8 +169,8 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                     crop_path(out / CROP_FOLDER[kind], s.video_id, frame_no).write_bytes(buf.tobytes())
             pending += 1
             if on_frames is not None and pending >= 25:
-                on_frames(pending)
-                pending = 0
+                n, pending = pending, 0
+                on_frames(n)
     except VideoOpenError as exc:
         for s in job.subjects:
             _clear_subject(out, s.video_id)
@@ -186,12 +186,12 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
             r.seconds = time.perf_counter() - t0
         return results
     finally:
-        if on_frames is not None and pending:
-            on_frames(pending)
         detector.close()
         for tr in trackers:
             tr.close()
 
+    if on_frames is not None and pending:
+        on_frames(pending)
     elapsed = time.perf_counter() - t0
     if reader.decoded == 0:
         for r in results:
@@ -344,3 +344,54 @@ def load_index(out: str | os.PathLike, video_id: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {video_id} has not been extracted (run abawkit extract-faces)")
     return pd.read_csv(path)
+
+
+def index_organizer_crops(manifest, out: str | os.PathLike, overwrite: bool = False,
+                          progress: bool = True) -> pd.DataFrame:
+    """Use the organizers' crop folders instead of extracting: index them (has_face = a crop file exists) and
+    link ``out/<kind>/<video_id>`` to them, so later stages read ``out`` either way. Returns the summary."""
+    from tqdm.auto import tqdm
+
+    from ..crops import crop_frames
+    from ..runinfo import save_run_record
+
+    out = Path(out)
+    results: list[SubjectResult] = []
+    rows = list(manifest.videos.itertuples(index=False))
+    for row in tqdm(rows, desc="organizer crops", unit="video", disable=not progress):
+        vid = str(row.video_id)
+        if is_done(out, vid) and not overwrite:
+            continue
+        t0 = time.perf_counter()
+        folders = {kind: str(getattr(row, f"{kind}_dir") or "") for kind in CROP_KINDS}
+        folders = {k: Path(v) for k, v in folders.items() if v and Path(v).is_dir()}
+        n = int(row.n_frames)
+        if not folders:
+            results.append(SubjectResult(vid, str(row.video_path), "failed", n_frames=n, decoder="organizer crops",
+                                         problems=[f"the manifest {manifest.path} lists no organizer crop folder for {vid}"]))
+            continue
+        _clear_subject(out, vid)
+        source = folders.get("cropped_aligned", next(iter(folders.values())))
+        frames = crop_frames(source.parent, vid)
+        has = np.zeros(n, dtype=bool)
+        inside = frames[(frames >= 1) & (frames <= n)]
+        has[inside - 1] = True
+        for kind, folder in folders.items():
+            (out / kind).mkdir(parents=True, exist_ok=True)
+            os.symlink(folder.resolve(), out / kind / vid, target_is_directory=True)
+        table = pd.DataFrame({"frame": np.arange(1, n + 1), "has_face": has})
+        for col in INDEX_COLUMNS[2:]:
+            table[col] = -1 if col == "track_id" else np.nan
+        r = SubjectResult(vid, str(row.video_path), "done", frames_decoded=n, n_frames=n, faces_found=int(has.sum()),
+                          seconds=time.perf_counter() - t0, decoder="organizer crops")
+        if len(frames) > len(inside):
+            r.problems.append(f"{source}: {len(frames) - len(inside)} crop(s) beyond the annotation's {n} frames ignored")
+        results.append(r)
+        write_json(out / "index" / f"{vid}.json", {**r.row(), "side": str(row.side or ""), "source": {
+            k: str(v) for k, v in folders.items()}})
+        write_csv(index_path(out, vid), table)
+    summary = build_summary(out, [str(r.video_id) for r in rows], results)
+    save_run_record(out / "run_record.json", {"manifest": str(manifest.path), "use_organizer_crops": True,
+                                              "overwrite": overwrite})
+    write_csv(out / "summary.csv", summary)
+    return summary
