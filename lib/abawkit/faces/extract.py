@@ -41,6 +41,7 @@ class ExtractConfig:
     loose_size: int = 224
     crops: tuple[str, ...] = ("aligned", "loose")
     decoder: str = "decord"
+    prefetch: bool = True  # decord: decode the next chunk on a second thread while this one is processed
     detector_model: str = "full"
     detector_max_side: int = 640
     jpeg_quality: int = 95
@@ -137,7 +138,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
     folders = {(s.video_id, kind): out / CROP_FOLDER[kind] / s.video_id for s in job.subjects for kind in config.crops}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
-    reader = FrameReader(job.path, decoder=config.decoder, max_frames=config.max_frames)
+    reader = FrameReader(job.path, decoder=config.decoder, max_frames=config.max_frames, prefetch=config.prefetch)
     detector = FaceDetector(max_side=config.detector_max_side, model=config.detector_model)
     trackers = [SubjectTracker(s.side) for s in job.subjects]
     rows: list[list[list]] = [[] for _ in job.subjects]
