@@ -197,3 +197,23 @@ def test_notebook_01_indexes_and_reports(extracted, tiny_manifest, tmp_path):
     assert metrics["detection_rate"] == pytest.approx(expected) and metrics["subjects_done"] == len(summary)
     assert {p.name for p in faces.iterdir()} == {"cropped_aligned", "cropped", "index", "run_record.json",
                                                  "summary.csv"}
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_decord_chunks_give_every_frame_once_in_order(tiny_manifest, prefetch):
+    """Bounded chunks (a fresh reader per chunk, seek to its first frame) == one sequential pass."""
+    import decord
+
+    from abawkit.faces.decode import FrameReader
+
+    path = tiny_manifest.row("1-30-320x240")["video_path"]
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    ref = [vr.next().asnumpy() for _ in range(len(vr))]
+    del vr
+    reader = FrameReader(path, "decord", chunk_mb=0.5, prefetch=prefetch)  # 8 frames a chunk: 13 chunks
+    got = list(reader)
+    assert [k for k, _ in got] == list(range(1, len(ref) + 1)) and reader.decoded == len(ref)
+    assert all(np.array_equal(a, b) for (_, a), b in zip(got, ref))
+    assert reader.info["container_frames"] == len(ref) and reader.stop_reason == ""
+    early = FrameReader(path, "decord", max_frames=20, chunk_mb=0.5, prefetch=prefetch)
+    assert [k for k, _ in early] == list(range(1, 21))
