@@ -149,7 +149,10 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
         for frame_no, frame in reader:
             cache.new_frame()
             taken: list[np.ndarray] = []
-            for k, (s, tr) in enumerate(zip(job.subjects, trackers)):
+            # Subjects still being tracked go first, so one that must be re-found cannot take their faces.
+            order = sorted(range(len(trackers)), key=lambda i: trackers[i].mesh.center is None)
+            for k in order:
+                s, tr = job.subjects[k], trackers[k]
                 found = tr.step(frame, reader.bgr, frame_no, detector, cache, taken)
                 if found is None:
                     rows[k].append([frame_no, False, np.nan, *[np.nan] * 14, -1])
