@@ -198,6 +198,8 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
         on_frames(pending)
     elapsed = time.perf_counter() - t0
     if reader.decoded == 0:
+        for s in job.subjects:
+            _clear_subject(out, s.video_id)
         for r in results:
             r.problems.append(f"{job.path}: no frame decodes (corrupt or empty video)")
             r.seconds = elapsed
