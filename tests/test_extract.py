@@ -217,3 +217,34 @@ def test_decord_chunks_give_every_frame_once_in_order(tiny_manifest, prefetch):
     assert reader.info["container_frames"] == len(ref) and reader.stop_reason == ""
     early = FrameReader(path, "decord", max_frames=20, chunk_mb=0.5, prefetch=prefetch)
     assert [k for k, _ in early] == list(range(1, 21))
+
+
+def test_sigkilled_cli_run_leaves_nothing_done_and_resumes_to_the_clean_output(extracted, tiny_manifest, tmp_path):
+    """A real kill -9 of `abawkit extract-faces` in the middle of a video, then a re-run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "faces"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "abawkit.cli", "extract-faces", "--manifest",
+                             str(tiny_manifest.path), "--out", str(out), "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ids = tiny_manifest.video_ids()
+    partial = []
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        done = [v for v in ids if is_done(out, v)]
+        partial = [v for v in ids if not is_done(out, v) and crop_frames(out / "cropped_aligned", v).size >= 5]
+        if done and partial:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert partial, "the run ended before it could be killed mid-video"
+    assert all(not is_done(out, v) for v in partial) and not (out / "summary.csv").exists()
+    summary = extract_faces(jobs_from_manifest(tiny_manifest)[0], out, ExtractConfig(), progress=False)
+    assert (summary["status"] == "done").all()
+    assert _tree(out) == _tree(extracted[0])  # identical to an uninterrupted run

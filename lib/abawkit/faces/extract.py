@@ -117,6 +117,8 @@ def _clear_subject(out: Path, video_id: str) -> None:
         p = out / "index" / f"{video_id}{suffix}"
         if p.exists():
             p.unlink()
+    for tmp in (out / "index").glob(f".{video_id}.*.tmp"):  # a killed run's half-written index
+        tmp.unlink()
 
 
 def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
