@@ -248,3 +248,14 @@ def test_sigkilled_cli_run_leaves_nothing_done_and_resumes_to_the_clean_output(e
     summary = extract_faces(jobs_from_manifest(tiny_manifest)[0], out, ExtractConfig(), progress=False)
     assert (summary["status"] == "done").all()
     assert _tree(out) == _tree(extracted[0])  # identical to an uninterrupted run
+
+
+def test_opencv_decoder_option_gives_the_same_faces(extracted, tiny_manifest, tmp_path):
+    row = tiny_manifest.row("video3")
+    (r,) = process_video(VideoJob(row["video_path"], (Subject("video3"),)), tmp_path, ExtractConfig(decoder="opencv",
+                                                                                                 max_frames=40))
+    assert r.status == "done" and r.decoder == "opencv" and r.frames_decoded == 40
+    ours, ref = load_index(tmp_path, "video3"), load_index(extracted[0], "video3").iloc[:40]
+    assert (ours["has_face"].to_numpy() == ref["has_face"].to_numpy()).all()
+    boxes = ["box_x0", "box_y0", "box_x1", "box_y1"]
+    assert np.nanmax(np.abs(ours[boxes].to_numpy() - ref[boxes].to_numpy())) < 3.0
