@@ -46,35 +46,28 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return VideoInfo(path, 0, 0.0, 0, 0, error=f"unreadable video {path}: {type(exc).__name__}: {exc}".strip())
 
 
-def iter_frames(path: str | os.PathLike, chunk: int = 32, max_frames: int | None = None,
-                width: int = -1, height: int = -1) -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(path: str | os.PathLike, chunk: int = 32,
+                max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_frame_index_1based, frames uint8 (k,H,W,3) RGB)`` in chunks of at most ``chunk`` frames.
 
-    Never holds more than one chunk. Stops cleanly at the first frame that does not decode (the container
-    may announce more frames than it holds); the caller sees that as the iterator ending early.
+    Reads with the extraction's bounded decord reader (``abawkit.faces.decode.FrameReader``: a decord
+    reader left open decodes ahead without limit when its caller is slow). Stops cleanly at the first frame
+    that does not decode (the container may announce more frames than it holds); the caller sees that as
+    the iterator ending early.
     """
-    import decord
+    from .faces.decode import FrameReader
 
-    vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, width=width, height=height)
-    n = len(vr) if max_frames is None else min(len(vr), max_frames)
-    start = 0
-    while start < n:
-        stop = min(start + chunk, n)
-        try:
-            batch = vr.get_batch(list(range(start, stop))).asnumpy()
-        except Exception:
-            # Decode frame by frame to keep every frame before the broken one.
-            good = []
-            for i in range(start, stop):
-                try:
-                    good.append(vr[i].asnumpy())
-                except Exception:
-                    break
-            if good:
-                yield start + 1, np.stack(good)
-            return
-        yield start + 1, batch
-        start = stop
+    batch: list[np.ndarray] = []
+    first = 1
+    for index, frame in FrameReader(str(path), decoder="decord", max_frames=max_frames):
+        if not batch:
+            first = index
+        batch.append(frame)
+        if len(batch) == chunk:
+            yield first, np.stack(batch)
+            batch = []
+    if batch:
+        yield first, np.stack(batch)
 
 
 def find_videos(root: str | os.PathLike, max_depth: int = 4) -> dict[str, list[Path]]:

@@ -1,0 +1,74 @@
+"""The whole demo chain (pipelines/demo.yaml, notebooks 00-06) through papermill on the tiny demo tree.
+
+Only sizes and paths are overridden (tiny steps and epochs, files under tmp): every notebook, every
+library call and the runner are the ones `make demo` uses. This checks plumbing and outputs, not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from abawkit.pipeline import apply_overrides, load_pipeline, run_pipeline
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    manifest, faces, sub = root / "manifest", root / "faces", root / "submissions"
+    sets = [
+        f"manifest_dir={manifest}",
+        f"manifests.affwild2_root={tiny_demo}", "manifests.demo_seed=null",
+        f"extract_faces.faces_dir={faces}",
+        f"semisup_pretrain.crops_dir={faces / 'cropped_aligned'}",
+        f"semisup_pretrain.unlabeled_dirs=[{tiny_demo / 'unlabeled_faces'}]",
+        "semisup_pretrain.steps=4", "semisup_pretrain.image_size=32",
+        f"frame_features.crops_dir={faces / 'cropped_aligned'}",
+        "temporal_encoder.window=16", "temporal_encoder.epochs=2",
+        f"submission.submission_dir={sub}", f"submission.truth_dir={tiny_demo / 'test_ground_truth'}",
+        f"report.runs_root={root / 'runs'}",
+    ]
+    pipeline = apply_overrides(load_pipeline(REPO / "pipelines" / "demo.yaml"), sets)
+    run_dir = root / "runs" / "tiny"
+    logs: list[str] = []
+    record = run_pipeline(pipeline, run_dir, root=REPO, log=logs.append)
+    return root, run_dir, record, pipeline
+
+
+def test_every_notebook_runs_and_the_record_holds_it(chain):
+    root, run_dir, record, pipeline = chain
+    names = [s.name for s in pipeline.stages]
+    assert names == ["manifests", "extract_faces", "semisup_pretrain", "frame_features", "temporal_encoder",
+                     "submission", "report"]
+    assert record["status"] == "done"
+    assert [record["stages"][n]["status"] for n in names] == ["done"] * len(names)
+    notebooks = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    executed = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*.ipynb"))
+    assert executed == notebooks  # all notebooks of the suite, each executed once
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["versions"]["torch"] and saved["versions"]["mediapipe"] and saved["device"]["cpu_count"] >= 1
+    assert saved["stages"]["semisup_pretrain"]["parameters"]["steps"] == 4
+    assert 0.0 <= saved["stages"]["extract_faces"]["metrics"]["detection_rate"] <= 1.0
+    assert {"frame_f1", "temporal_f1", "post_f1"} <= set(saved["stages"]["temporal_encoder"]["metrics"])
+
+
+def test_the_submission_passes_the_checker_and_the_report_is_written(chain, tiny_demo):
+    from abawkit.manifest import load_manifest, read_example_file
+    from abawkit.submission import check_submission
+
+    root, run_dir, record, _ = chain
+    txt = sorted((root / "submissions").glob("*.txt"))
+    assert len(txt) == 1 and (root / "submissions" / (txt[0].stem + ".zip")).is_file()
+    rows = load_manifest(root / "manifest").test_order()
+    assert rows == read_example_file(tiny_demo / "CVPR_6th_ABAW_Expr_test_set_example.txt")
+    assert check_submission(txt[0], rows) == []
+    report = run_dir / "report"
+    assert (report / "f1_per_class.png").stat().st_size > 0 and (report / "leaderboard.csv").is_file()
+
+
+def test_second_run_skips_every_stage(chain):
+    root, run_dir, _, pipeline = chain
+    record = run_pipeline(pipeline, run_dir, root=REPO, log=lambda _: None)
+    assert {s["status"] for s in record["stages"].values()} == {"skipped"}
