@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="timm pretrained weights (needs them in the local cache; default off)")
     m.add_argument("--weights", help="local backbone weights file (.pth/.pt/.safetensors)")
     m.add_argument("--image-size", type=int, help="input side in pixels (default 112)")
+    m.add_argument("--input-norm", choices=("none", "per-image"),
+                   help="per-image: standardize each crop per channel inside the model, removing per-video colour "
+                        "casts and lighting (the demo setting, for a backbone trained from scratch); none: dataset "
+                        "mean/std only (default; pretrained weights expect it)")
     m.add_argument("--steps", type=int, help="training steps (default 1000)")
     m.add_argument("--batch-size", type=int, help="labeled images per step and rank (default 32)")
     m.add_argument("--optimizer", choices=("adamw", "sgd"), help="default adamw")

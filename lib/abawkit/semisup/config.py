@@ -87,6 +87,7 @@ class TrainConfig:
     weights: str | None = None
     image_size: int = 112
     drop_rate: float = 0.0
+    input_norm: str = "none"  # none | per-image (FrameModelConfig.input_norm)
     steps: int = 1000
     batch_size: int = 32
     optimizer: str = "adamw"  # adamw | sgd

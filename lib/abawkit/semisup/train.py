@@ -45,7 +45,8 @@ class TrainResult:
 
 def model_config(cfg: TrainConfig) -> FrameModelConfig:
     return FrameModelConfig(backbone=cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained,
-                            weights=cfg.weights, drop_rate=cfg.drop_rate)
+                            weights=cfg.weights, drop_rate=cfg.drop_rate,
+                            input_norm=cfg.input_norm)
 
 
 def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
