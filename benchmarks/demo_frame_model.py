@@ -64,7 +64,7 @@ def main() -> None:
         from helpers_temporal import truth_crops
 
         truth_crops(args.affwild2, manifest, args.crops, size=args.crop_size)
-    overrides = {k: getattr(args, k) for k in ("uratio", "threshold_momentum", "ema_decay")}
+    overrides = {k: getattr(args, k) for k in ("unlabeled_warmup", "uratio", "threshold_momentum", "ema_decay")}
     semi = preset(args.algorithm, **overrides)
     extra = {k: v for k, v in (("lr", args.lr),) if v is not None}
     every = max(1, args.steps // args.evals)
@@ -80,7 +80,7 @@ def main() -> None:
     print(curve[[c for c in ("step", "lr", "loss_l", "loss_u", "mask_rate", "h", "val_macro_f1") if c in curve]]
           .round(4).to_string(index=False))
     row = {"tag": args.tag, "algorithm": semi.name, "image_size": args.image_size, "input_norm": args.input_norm, "steps": args.steps,
-           "batch_size": args.batch_size, "lr": cfg.lr, "unlabeled_warmup": getattr(semi, "unlabeled_warmup", 0),
+           "batch_size": args.batch_size, "lr": cfg.lr, "unlabeled_warmup": semi.unlabeled_warmup,
            "seed": args.seed, "crops": args.crops, "final_val_macro_f1": round(res.final_val_macro_f1, 4),
            "best_val_macro_f1": round(res.best_val_macro_f1, 4), "best_step": res.best_step,
            "train_seconds": round(seconds, 1)}

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the threshold barely leaves 1/C, try 0.99)")
     a.add_argument("--debias-strength", type=float, help="tau_d of the debiasing (default 0.5)")
     a.add_argument("--uratio", type=int, help="unlabeled images per labeled image (default 2)")
+    a.add_argument("--unlabeled-warmup", type=int,
+                   help="supervised steps before pseudo-labels, debiasing and feedback start (default 0; the demo "
+                        "uses most of its few hundred steps for this: a from-scratch teacher labels noise at first)")
     m = p.add_argument_group("model and optimization")
     m.add_argument("--backbone", help="timm model name (default resnet10t; convnext_tiny on a GPU)")
     m.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
@@ -75,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-SEMI_KEYS = ("threshold", "debias", "feedback", "tau", "threshold_momentum", "debias_strength", "uratio")
+SEMI_KEYS = ("threshold", "debias", "feedback", "tau", "threshold_momentum", "debias_strength", "uratio",
+             "unlabeled_warmup")
 
 
 def config_from_args(args: argparse.Namespace):

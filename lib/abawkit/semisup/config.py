@@ -35,10 +35,16 @@ class SemiSupConfig:
     # 0 gives Meta Pseudo Labels' pure variant where the student learns only from the teacher's labels.
     student_labeled_weight: float = 1.0
     teacher_consistency: float = 1.0  # weight of the teacher's consistency term in the feedback loop
+    # Our choice: supervised steps before the unlabeled parts start (the student, and the feedback teacher, learn
+    # from labeled batches only; thresholds and p_hat are not updated). A from-scratch teacher pseudo-labels
+    # noise at first; at demo scale (a few hundred CPU steps) those labels cost more than they give.
+    unlabeled_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
+        if self.unlabeled_warmup < 0:
+            raise ValueError(f"unlabeled_warmup {self.unlabeled_warmup}: expected 0 or more steps")
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold {self.threshold!r}: expected one of {', '.join(THRESHOLDS)}")
 

@@ -252,7 +252,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         for step in bar:
             x_l, y_l = next(lab_iter)
             x_l, y_l = _to(x_l, device), y_l.to(device)
-            if unl_iter is not None:
+            # No unlabeled batch is loaded during the warm-up (the algorithm would not use it).
+            if unl_iter is not None and step >= semi.unlabeled_warmup:
                 u_w, u_s, idx = next(unl_iter)
                 stats = algo.step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device))
                 n_images += x_l.shape[0] + u_w.shape[0]
