@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--uratio", type=int, default=None)
     ap.add_argument("--threshold-momentum", type=float, default=None)
     ap.add_argument("--ema-decay", type=float, default=None)
+    ap.add_argument("--holdout-fraction", type=float, default=0.0,
+                    help="Train_Set videos left for stage 04's post-processing fold (same in --chain)")
     ap.add_argument("--evals", type=int, default=6, help="validations during the run (as notebook 02)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
@@ -72,7 +74,7 @@ def main() -> None:
                       backbone=args.backbone, image_size=args.image_size, input_norm=args.input_norm, steps=args.steps,
                       batch_size=args.batch_size, seed=args.seed, eval_every=every, ckpt_every=every,
                       warmup_steps=args.warmup_steps if args.warmup_steps is not None else max(1, args.steps // 10),
-                      workers=args.workers, progress=False, semisup=semi, **extra)
+                      workers=args.workers, progress=False, holdout_fraction=args.holdout_fraction, semisup=semi, **extra)
     t0 = time.time()
     res = train(cfg)
     seconds = time.time() - t0
@@ -81,6 +83,7 @@ def main() -> None:
           .round(4).to_string(index=False))
     row = {"tag": args.tag, "algorithm": semi.name, "image_size": args.image_size, "input_norm": args.input_norm, "steps": args.steps,
            "batch_size": args.batch_size, "lr": cfg.lr, "unlabeled_warmup": semi.unlabeled_warmup,
+           "holdout_fraction": args.holdout_fraction,
            "seed": args.seed, "crops": args.crops, "final_val_macro_f1": round(res.final_val_macro_f1, 4),
            "best_val_macro_f1": round(res.best_val_macro_f1, 4), "best_step": res.best_step,
            "train_seconds": round(seconds, 1)}
@@ -94,7 +97,8 @@ def main() -> None:
         feats = Path(args.out) / "features"
         extract_features(Path(args.out) / "best.pt", args.crops, manifest, feats, FeatureConfig(num_workers=0))
         summary = train_temporal(feats, manifest, Path(args.out) / "temporal",
-                                 TemporalTrainConfig(epochs=args.temporal_epochs, seed=args.seed))
+                                 TemporalTrainConfig(epochs=args.temporal_epochs, seed=args.seed,
+                                                     holdout_fraction=args.holdout_fraction or 0.2))
         comparison = pd.read_csv(Path(args.out) / "temporal" / "comparison.csv").set_index("stage")["macro_f1"]
         print(comparison.round(4).to_string())
         row.update({f"chain {k}": round(float(v), 4) for k, v in comparison.items()},

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-split", help="manifest split used for validation (default Validation_Set)")
     g.add_argument("--frame-stride", type=int, help="keep every k-th labeled frame per video (default 1)")
     g.add_argument("--val-stride", type=int, help="keep every k-th validation frame per video (default 1)")
+    g.add_argument("--holdout-fraction", type=float,
+                   help="leave this share of the Train_Set videos out (chosen as train-temporal does with the same "
+                        "--seed and --holdout-fraction), so its post-processing is fitted on unseen frames (default 0)")
     g.add_argument("--workers", type=int, help="data-loader processes per rank (default 2)")
     a = p.add_argument_group("algorithm")
     a.add_argument("--algorithm", choices=("supervised", "fixmatch", "full"),
