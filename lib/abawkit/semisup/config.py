@@ -90,7 +90,7 @@ class TrainConfig:
     val_stride: int = 1
     # Training videos left out of the frame model so that stage 04 fits its post-processing (window, biases) on
     # frames the frame model never saw; same fraction and seed as stage 04's holdout (temporal.train.split_holdout).
-    # 0: train on every Train_Set video.
+    # 0: train on every Train_Set video. Manifest data only (ignored with labeled_csv).
     holdout_fraction: float = 0.0
     backbone: str = "resnet10t"
     pretrained: bool = False
