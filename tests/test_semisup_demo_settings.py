@@ -93,3 +93,15 @@ def test_holdout_fraction_leaves_out_the_videos_stage_04_holds_out(tiny_demo, ti
     kept = set(load_tables(base.with_(holdout_fraction=0.5))[0]["video_id"])
     train_ids, held_ids = split_holdout(tiny_manifest, 0.5, 3)
     assert held_ids and kept == set(train_ids) and everything == set(train_ids) | set(held_ids)
+
+
+def test_cli_options_reach_the_config():
+    import argparse
+
+    from abawkit.commands import train_frame
+
+    parser = argparse.ArgumentParser()
+    train_frame.register(parser.add_subparsers())
+    args = parser.parse_args("train-frame --input-norm per-image --unlabeled-warmup 5 --holdout-fraction 0.2".split())
+    cfg = train_frame.config_from_args(args)
+    assert (cfg.input_norm, cfg.holdout_fraction, cfg.semisup.unlabeled_warmup) == ("per-image", 0.2, 5)
