@@ -33,6 +33,10 @@ class FrameModelConfig:
     pretrained: bool = False
     weights: str | None = None  # a local file of backbone weights (timm/torchvision state_dict); head skipped
     drop_rate: float = 0.0
+    # "per-image": standardize each image per channel inside the model (our choice for the demo / from-scratch
+    # runs): removes per-video colour casts and gain, which otherwise shift the BatchNorm statistics between
+    # training and validation videos. "none" leaves the dataset-normalized input as it is (pretrained weights).
+    input_norm: str = "none"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -41,6 +45,20 @@ class FrameModelConfig:
         known = {f.name for f in fields(cls)}
         values = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in data.items() if k in known}
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm {self.input_norm!r}: expected one of {', '.join(INPUT_NORMS)}")
+
+
+INPUT_NORMS = ("none", "per-image")
+
+
+def standardize_per_image(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """(x - mean) / std over each image's pixels, per channel: invariant to a per-channel gain and offset."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.var(dim=(2, 3), keepdim=True, unbiased=False).add(eps).sqrt()
+    return (x - mean) / std
 
 
 class FrameModel(nn.Module):
@@ -60,11 +78,14 @@ class FrameModel(nn.Module):
     def embed_dim(self) -> int:
         return int(self.backbone.num_features)
 
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return standardize_per_image(x) if self.config.input_norm == "per-image" else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(self._prepare(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        return self.backbone.forward_head(self.backbone.forward_features(self._prepare(x)), pre_logits=True)
 
     def embed_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedding and logits from one pass (the feature cache stores both)."""

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-split", help="manifest split used for validation (default Validation_Set)")
     g.add_argument("--frame-stride", type=int, help="keep every k-th labeled frame per video (default 1)")
     g.add_argument("--val-stride", type=int, help="keep every k-th validation frame per video (default 1)")
+    g.add_argument("--holdout-fraction", type=float,
+                   help="leave this share of the Train_Set videos out (chosen as train-temporal does with the same "
+                        "--seed and --holdout-fraction), so its post-processing is fitted on unseen frames (default 0)")
     g.add_argument("--workers", type=int, help="data-loader processes per rank (default 2)")
     a = p.add_argument_group("algorithm")
     a.add_argument("--algorithm", choices=("supervised", "fixmatch", "full"),
@@ -49,12 +52,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the threshold barely leaves 1/C, try 0.99)")
     a.add_argument("--debias-strength", type=float, help="tau_d of the debiasing (default 0.5)")
     a.add_argument("--uratio", type=int, help="unlabeled images per labeled image (default 2)")
+    a.add_argument("--unlabeled-warmup", type=int,
+                   help="supervised steps before pseudo-labels, debiasing and feedback start (default 0; the demo "
+                        "uses most of its few hundred steps for this: a from-scratch teacher labels noise at first)")
     m = p.add_argument_group("model and optimization")
     m.add_argument("--backbone", help="timm model name (default resnet10t; convnext_tiny on a GPU)")
     m.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="timm pretrained weights (needs them in the local cache; default off)")
     m.add_argument("--weights", help="local backbone weights file (.pth/.pt/.safetensors)")
     m.add_argument("--image-size", type=int, help="input side in pixels (default 112)")
+    m.add_argument("--input-norm", choices=("none", "per-image"),
+                   help="per-image: standardize each crop per channel inside the model, removing per-video colour "
+                        "casts and lighting (the demo setting, for a backbone trained from scratch); none: dataset "
+                        "mean/std only (default; pretrained weights expect it)")
     m.add_argument("--steps", type=int, help="training steps (default 1000)")
     m.add_argument("--batch-size", type=int, help="labeled images per step and rank (default 32)")
     m.add_argument("--optimizer", choices=("adamw", "sgd"), help="default adamw")
@@ -71,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-SEMI_KEYS = ("threshold", "debias", "feedback", "tau", "threshold_momentum", "debias_strength", "uratio")
+SEMI_KEYS = ("threshold", "debias", "feedback", "tau", "threshold_momentum", "debias_strength", "uratio",
+             "unlabeled_warmup")
 
 
 def config_from_args(args: argparse.Namespace):

@@ -127,8 +127,16 @@ class FixMatch(Supervised):
     def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
         super().__init__(cfg, ctx, num_classes, n_unlabeled)
         self.labeler = PseudoLabeler(cfg, num_classes, n_unlabeled)
+        self.steps_done = 0  # counts the warm-up (cfg.unlabeled_warmup); part of the state
+
+    def warming_up(self) -> bool:
+        """True (and counts the step) while the unlabeled parts wait for ``cfg.unlabeled_warmup`` steps."""
+        self.steps_done += 1
+        return self.steps_done <= self.cfg.unlabeled_warmup
 
     def step(self, x_l, y_l, u_w=None, u_s=None, idx=None):
+        if self.warming_up():
+            return {**Supervised.step(self, x_l, y_l), "loss_u": 0.0, "mask_rate": 0.0}
         with torch.no_grad(), self.ctx.autocast():
             z_w = self.ctx.ema.module(u_w)
         y_hat, mask, _ = self.labeler(z_w, idx)
@@ -143,10 +151,11 @@ class FixMatch(Supervised):
                 "mask_rate": float(mask.mean())}
 
     def state_dict(self):
-        return {"labeler": self.labeler.state_dict()}
+        return {"labeler": self.labeler.state_dict(), "steps_done": self.steps_done}
 
     def load_state_dict(self, state):
         self.labeler.load_state_dict(state["labeler"])
+        self.steps_done = int(state.get("steps_done", 0))
 
 
 def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
@@ -180,6 +189,12 @@ class FeedbackTeacher(FixMatch):
         self.scheduler = ctx.make_scheduler(self.optimizer)
 
     def step(self, x_l, y_l, u_w=None, u_s=None, idx=None):
+        if self.warming_up():
+            stats = Supervised.step(self, x_l, y_l)
+            with self.ctx.autocast():  # the teacher learns the labeled batch too, so it is ready to label
+                t_loss = F.cross_entropy(self.teacher(x_l).float(), y_l)
+            self._teacher_update(t_loss)
+            return {**stats, "loss_u": 0.0, "mask_rate": 0.0, "h": 0.0, "teacher_loss": t_loss.item()}
         n, nu = x_l.shape[0], u_w.shape[0]
         with self.ctx.autocast():
             t_logits = self.teacher(torch.cat([x_l, u_w, u_s]))
@@ -196,14 +211,17 @@ class FeedbackTeacher(FixMatch):
         h = all_reduce_mean(feedback_signal(ce_old, self._labeled_ce(x_l, y_l)))
 
         t = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, h, self.cfg.teacher_consistency)
+        self._teacher_update(t["loss"])
+        return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
+                "mask_rate": float(mask.mean()), "h": float(h), "teacher_loss": t["loss"].item()}
+
+    def _teacher_update(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        t["loss"].backward()
+        loss.backward()
         if self.ctx.clip_grad:
             nn.utils.clip_grad_norm_(self.teacher_module.parameters(), self.ctx.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
-                "mask_rate": float(mask.mean()), "h": float(h), "teacher_loss": t["loss"].item()}
 
     @torch.no_grad()
     def _labeled_ce(self, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,16 @@ class SemiSupConfig:
     # 0 gives Meta Pseudo Labels' pure variant where the student learns only from the teacher's labels.
     student_labeled_weight: float = 1.0
     teacher_consistency: float = 1.0  # weight of the teacher's consistency term in the feedback loop
+    # Our choice: supervised steps before the unlabeled parts start (the student, and the feedback teacher, learn
+    # from labeled batches only; thresholds and p_hat are not updated). A from-scratch teacher pseudo-labels
+    # noise at first; at demo scale (a few hundred CPU steps) those labels cost more than they give.
+    unlabeled_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
+        if self.unlabeled_warmup < 0:
+            raise ValueError(f"unlabeled_warmup {self.unlabeled_warmup}: expected 0 or more steps")
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold {self.threshold!r}: expected one of {', '.join(THRESHOLDS)}")
 
@@ -82,11 +88,16 @@ class TrainConfig:
     val_split: str = "Validation_Set"
     frame_stride: int = 1  # keep every k-th labeled frame of a video (consecutive frames are near-duplicates)
     val_stride: int = 1
+    # Training videos left out of the frame model so that stage 04 fits its post-processing (window, biases) on
+    # frames the frame model never saw; same fraction and seed as stage 04's holdout (temporal.train.split_holdout).
+    # 0: train on every Train_Set video. Manifest data only (ignored with labeled_csv).
+    holdout_fraction: float = 0.0
     backbone: str = "resnet10t"
     pretrained: bool = False
     weights: str | None = None
     image_size: int = 112
     drop_rate: float = 0.0
+    input_norm: str = "none"  # none | per-image (FrameModelConfig.input_norm)
     steps: int = 1000
     batch_size: int = 32
     optimizer: str = "adamw"  # adamw | sgd

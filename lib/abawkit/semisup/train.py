@@ -45,7 +45,8 @@ class TrainResult:
 
 def model_config(cfg: TrainConfig) -> FrameModelConfig:
     return FrameModelConfig(backbone=cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained,
-                            weights=cfg.weights, drop_rate=cfg.drop_rate)
+                            weights=cfg.weights, drop_rate=cfg.drop_rate,
+                            input_norm=cfg.input_norm)
 
 
 def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
@@ -61,6 +62,8 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
         train = frames_from_csv(cfg.labeled_csv)
     elif manifest is not None and cfg.crops:
         train = frames_from_manifest(manifest, cfg.crops, cfg.train_split, cfg.frame_stride)
+        if cfg.holdout_fraction > 0:
+            train = train[~train["video_id"].isin(holdout_videos(manifest, cfg))].reset_index(drop=True)
     else:
         raise DataError("give the labeled data: --labeled-csv FILE, or --manifest DIR with --crops DIR")
     if cfg.val_csv:
@@ -74,6 +77,13 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
         raise DataError(f"algorithm {cfg.semisup.algorithm!r} needs unlabeled faces: pass --unlabeled-dir FOLDER "
                         f"(none found under {list(cfg.unlabeled_dirs)}), or use --algorithm supervised")
     return train, val, unl
+
+
+def holdout_videos(manifest, cfg: TrainConfig) -> list[str]:
+    """The Train_Set subjects stage 04 holds out for its post-processing (same fraction and seed), left out here."""
+    from ..temporal.train import split_holdout
+
+    return split_holdout(manifest, cfg.holdout_fraction, cfg.seed)[1] if cfg.holdout_fraction > 0 else []
 
 
 def lr_lambda(warmup: int, total: int):
@@ -222,6 +232,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             out.mkdir(parents=True, exist_ok=True)
         params = {**cfg.to_dict(), "world_size": D.world_size(), "n_labeled": len(train_table),
                   "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
+                  "train_videos": sorted(train_table["video_id"].unique()) if "video_id" in train_table else None,
                   "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist()}
 
         def evaluate() -> dict[str, float]:
@@ -251,7 +262,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         for step in bar:
             x_l, y_l = next(lab_iter)
             x_l, y_l = _to(x_l, device), y_l.to(device)
-            if unl_iter is not None:
+            # No unlabeled batch is loaded during the warm-up (the algorithm would not use it).
+            if unl_iter is not None and step >= semi.unlabeled_warmup:
                 u_w, u_s, idx = next(unl_iter)
                 stats = algo.step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device))
                 n_images += x_l.shape[0] + u_w.shape[0]
