@@ -32,12 +32,7 @@ demo-data: setup
 	$(BIN)/abawkit manifest --affwild2 $(DEMO_DATA) --out $(DEMO_MANIFEST)
 
 demo: setup
-	@if [ -f $(PIPELINE) ] && $(BIN)/abawkit run --help >/dev/null 2>&1; then \
-		$(BIN)/abawkit run $(PIPELINE) --run-dir runs/$(RUN); \
-	else \
-		$(MAKE) --no-print-directory demo-data && \
-		echo "make demo: built the demo data ($(DEMO_DATA)) and its manifests ($(DEMO_MANIFEST)); the notebook chain lands with the pipeline issue."; \
-	fi
+	$(BIN)/abawkit run $(PIPELINE) --run-dir runs/$(RUN)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -197,6 +197,23 @@ def test_bias_tuning_never_lowers_fold_f1_and_roundtrips(tmp_path):
     np.testing.assert_allclose(back.apply(probs[0], faces[0]), post.apply(probs[0], faces[0]))
 
 
+
+def test_biases_are_not_fitted_on_a_fold_that_lacks_classes_and_need_a_real_gain():
+    rng = np.random.default_rng(3)
+    y = rng.choice([0, 4, 6], size=400)  # a one-video fold: five classes absent
+    probs = rng.dirichlet(np.ones(8), size=400).astype(np.float32) + 0.3 * np.eye(8, dtype=np.float32)[y]
+    raw_bias, _ = tune_bias(np.log(probs), y)
+    assert np.any(raw_bias != 0)  # the unguarded search does move the biases
+    post = fit_postprocess([probs], [np.ones(400, bool)], [y])
+    assert post.bias == (0.0,) * 8 and "not tuned" in post.fit_info["bias"] and "Anger" in post.fit_info["bias"]
+    assert post.fit_info["fold_class_frames"][1] == 0
+    y_all = np.concatenate([y, np.repeat(np.arange(8), 40)])
+    probs_all = np.concatenate([probs, rng.dirichlet(np.ones(8), size=320).astype(np.float32)])
+    tuned = fit_postprocess([probs_all], [np.ones(len(y_all), bool)], [y_all], windows=(1,))
+    assert tuned.fit_info["fold_f1_biased"] > tuned.fit_info["fold_f1_smoothed"] and any(tuned.bias)
+    strict, score = tune_bias(np.log(probs_all), y_all, min_gain=1.0)  # no step gains a whole point
+    assert not strict.any() and score == fast_macro_f1(y_all, np.log(probs_all).argmax(1))
+
 # -------------------------------------------------------------------------------------------- feature cache
 def test_feature_cache_format_resume_and_single_video_loading(tiny_manifest, tmp_path):
     import cv2
