@@ -259,3 +259,22 @@ def test_opencv_decoder_option_gives_the_same_faces(extracted, tiny_manifest, tm
     assert (ours["has_face"].to_numpy() == ref["has_face"].to_numpy()).all()
     boxes = ["box_x0", "box_y0", "box_x1", "box_y1"]
     assert np.nanmax(np.abs(ours[boxes].to_numpy() - ref[boxes].to_numpy())) < 3.0
+
+
+def test_crop_writer_thread_writes_every_crop_and_reports_a_failed_write(tmp_path):
+    from abawkit.faces.write import CropWriter
+
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(100)]
+    writer = CropWriter(95, max_pending=4)
+    for i, crop in enumerate(crops):
+        writer.put(tmp_path / f"{i:05d}.jpg", crop)
+    writer.finish()
+    assert len(list(tmp_path.glob("*.jpg"))) == 100
+    direct = cv2.imencode(".jpg", crops[7], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert (tmp_path / "00007.jpg").read_bytes() == direct  # the same bytes as encoding in place
+
+    bad = CropWriter(95)
+    bad.put(tmp_path / "missing_folder" / "00001.jpg", crops[0])
+    with pytest.raises(OSError, match="missing_folder/00001.jpg"):
+        bad.finish()

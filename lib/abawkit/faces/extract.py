@@ -42,6 +42,7 @@ class ExtractConfig:
     crops: tuple[str, ...] = ("aligned", "loose")
     decoder: str = "decord"
     prefetch: bool = True  # decord: decode the next chunk on a second thread while this one is processed
+    write_thread: bool = True  # encode and write the crops on a background thread
     detector_model: str = "full"
     detector_max_side: int = 640
     jpeg_quality: int = 95
@@ -130,6 +131,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
     from .decode import FrameReader, VideoOpenError
     from .detect import FaceDetector
     from .track import DetectionCache, SubjectTracker
+    from .write import CropWriter
 
     out = Path(out)
     t0 = time.perf_counter()
@@ -145,7 +147,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
     trackers = [SubjectTracker(s.side) for s in job.subjects]
     rows: list[list[list]] = [[] for _ in job.subjects]
     cache = DetectionCache()
-    jpeg = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
+    writer = CropWriter(config.jpeg_quality, threaded=config.write_thread)
     pending = 0
     try:
         for frame_no, frame in reader:
@@ -169,14 +171,12 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                         crop = warp(frame, loose_matrix(found.box, config.loose_size), config.loose_size)
                     if not reader.bgr:
                         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
-                    ok, buf = cv2.imencode(".jpg", crop, jpeg)
-                    if not ok:
-                        raise RuntimeError(f"JPEG encoding failed for {s.video_id} frame {frame_no}")
-                    crop_path(out / CROP_FOLDER[kind], s.video_id, frame_no).write_bytes(buf.tobytes())
+                    writer.put(crop_path(out / CROP_FOLDER[kind], s.video_id, frame_no), crop)
             pending += 1
             if on_frames is not None and pending >= 25:
                 n, pending = pending, 0
                 on_frames(n)
+        writer.finish()  # every crop on disk (or the first write error raised here) before the index is written
     except VideoOpenError as exc:
         for s in job.subjects:
             _clear_subject(out, s.video_id)
@@ -192,6 +192,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
             r.seconds = time.perf_counter() - t0
         return results
     finally:
+        writer.abort()  # no-op after finish()
         detector.close()
         for tr in trackers:
             tr.close()
