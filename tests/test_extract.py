@@ -262,19 +262,24 @@ def test_opencv_decoder_option_gives_the_same_faces(extracted, tiny_manifest, tm
 
 
 def test_crop_writer_thread_writes_every_crop_and_reports_a_failed_write(tmp_path):
+    from abawkit.faces.align import loose_matrix, warp
     from abawkit.faces.write import CropWriter
 
     rng = np.random.default_rng(0)
-    crops = [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(100)]
-    writer = CropWriter(95, max_pending=4)
-    for i, crop in enumerate(crops):
-        writer.put(tmp_path / f"{i:05d}.jpg", crop)
-    writer.finish()
-    assert len(list(tmp_path.glob("*.jpg"))) == 100
-    direct = cv2.imencode(".jpg", crops[7], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-    assert (tmp_path / "00007.jpg").read_bytes() == direct  # the same bytes as encoding in place
+    frames = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(50)]
+    m = loose_matrix((40, 30, 100, 90), 64)
+    for threaded, folder in ((True, tmp_path / "thread"), (False, tmp_path / "inline")):
+        folder.mkdir()
+        writer = CropWriter(95, max_frames=2, threaded=threaded)
+        for i, frame in enumerate(frames):
+            writer.put(frame, [(folder / f"{i:05d}.jpg", m, 64), (folder / f"{i:05d}_b.jpg", m, 32)])
+        writer.finish()
+        assert len(list(folder.glob("*.jpg"))) == 100
+    direct = cv2.imencode(".jpg", warp(frames[7], m, 64), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert (tmp_path / "thread" / "00007.jpg").read_bytes() == direct  # the same bytes as cutting in place
+    assert (tmp_path / "inline" / "00007.jpg").read_bytes() == direct
 
     bad = CropWriter(95)
-    bad.put(tmp_path / "missing_folder" / "00001.jpg", crops[0])
+    bad.put(frames[0], [(tmp_path / "missing_folder" / "00001.jpg", m, 64)])
     with pytest.raises(OSError, match="missing_folder/00001.jpg"):
         bad.finish()

@@ -42,7 +42,7 @@ class ExtractConfig:
     crops: tuple[str, ...] = ("aligned", "loose")
     decoder: str = "decord"
     prefetch: bool = True  # decord: decode the next chunk on a second thread while this one is processed
-    write_thread: bool = True  # encode and write the crops on a background thread
+    write_thread: bool = True  # cut, encode and write the crops on a background thread
     detector_model: str = "full"
     detector_max_side: int = 640
     jpeg_quality: int = 95
@@ -125,9 +125,7 @@ def _clear_subject(out: Path, video_id: str) -> None:
 def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                   on_frames: Callable[[int], None] | None = None) -> list[SubjectResult]:
     """Extract one video's subjects; never raises for a bad video (the results say what failed and why)."""
-    import cv2
-
-    from .align import align_matrix, loose_matrix, warp
+    from .align import align_matrix, loose_matrix
     from .decode import FrameReader, VideoOpenError
     from .detect import FaceDetector
     from .track import DetectionCache, SubjectTracker
@@ -164,14 +162,12 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                 taken.append(found.box)
                 rows[k].append([frame_no, True, round(found.score, 4), *np.round(found.box, 2),
                                 *np.round(found.points5.reshape(-1), 2), found.track_id])
+                jobs = []
                 for kind in config.crops:
-                    if kind == "aligned":
-                        crop = warp(frame, align_matrix(found.points5, config.size), config.size)
-                    else:
-                        crop = warp(frame, loose_matrix(found.box, config.loose_size), config.loose_size)
-                    if not reader.bgr:
-                        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
-                    writer.put(crop_path(out / CROP_FOLDER[kind], s.video_id, frame_no), crop)
+                    matrix, side = ((align_matrix(found.points5, config.size), config.size) if kind == "aligned"
+                                    else (loose_matrix(found.box, config.loose_size), config.loose_size))
+                    jobs.append((crop_path(out / CROP_FOLDER[kind], s.video_id, frame_no), matrix, side))
+                writer.put(frame, jobs, rgb=not reader.bgr)
             pending += 1
             if on_frames is not None and pending >= 25:
                 n, pending = pending, 0

@@ -1,43 +1,56 @@
-"""JPEG encoding and writing of crops on a background thread, so that file creation (slow on network and
-overlay file systems) and encoding overlap the landmark model instead of adding to it. OpenCV's encoder and
-file writes release the GIL. The queue is bounded, so memory stays a few dozen crops whatever the video."""
+"""Cutting, JPEG encoding and writing of a frame's crops on a background thread, so that the warps, the
+encoder and file creation (slow on network and overlay file systems) overlap the landmark model instead of
+adding to it; OpenCV's warps and encoder and file writes release the GIL. The queue is bounded in frames
+(``max_frames``), so memory stays a few decoded frames whatever the video."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 _STOP = object()
 
+#: One crop of a frame: where it goes, the 2x3 matrix mapping the frame onto it, its side in pixels.
+CropJob = tuple[Path, np.ndarray, int]
+
 
 class CropWriter:
-    """``put(path, crop_bgr)`` queues a crop; ``finish()`` waits until every crop is on disk and raises the
-    first error (naming the file); ``abort()`` stops without waiting (a failed video is cleared anyway)."""
+    """``put(frame, jobs, rgb)`` queues a frame's crops; ``finish()`` waits until every crop is on disk and
+    raises the first error (naming the file); ``abort()`` stops without waiting (a failed video is cleared
+    anyway). ``threaded=False`` does the same work in the caller's thread."""
 
-    def __init__(self, jpeg_quality: int = 95, max_pending: int = 64, threaded: bool = True) -> None:
+    def __init__(self, jpeg_quality: int = 95, max_frames: int = 8, threaded: bool = True) -> None:
         import cv2
 
         self._params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
         self._error: BaseException | None = None
-        self._queue: queue.Queue | None = queue.Queue(max_pending) if threaded else None
+        self._queue: queue.Queue | None = queue.Queue(max_frames) if threaded else None
         self._thread = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="crop-writer", daemon=True)
             self._thread.start()
 
-    def _write(self, path: Path, crop: np.ndarray) -> None:
+    def _write(self, frame: np.ndarray, jobs: Sequence[CropJob], rgb: bool) -> None:
         import cv2
 
-        ok, buf = cv2.imencode(".jpg", crop, self._params)
-        if not ok:
-            raise RuntimeError(f"JPEG encoding failed for {path}")
-        try:
-            path.write_bytes(buf.tobytes())
-        except OSError as exc:
-            raise OSError(f"cannot write the crop {path}: {exc.strerror or exc}; check free space and permissions") from exc
+        from .align import warp
+
+        for path, matrix, size in jobs:
+            crop = warp(frame, matrix, size)
+            if rgb:
+                crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+            ok, buf = cv2.imencode(".jpg", crop, self._params)
+            if not ok:
+                raise RuntimeError(f"JPEG encoding failed for {path}")
+            try:
+                Path(path).write_bytes(buf.tobytes())
+            except OSError as exc:
+                raise OSError(f"cannot write the crop {path}: {exc.strerror or exc}; "
+                              f"check free space and permissions") from exc
 
     def _run(self) -> None:
         while True:
@@ -47,16 +60,18 @@ class CropWriter:
             if self._error is None:  # after an error, drain without writing
                 try:
                     self._write(*item)
-                except BaseException as exc:  # handed to the producer thread by put/finish
+                except BaseException as exc:  # handed to the producer's thread by put/finish
                     self._error = exc
 
-    def put(self, path: Path, crop: np.ndarray) -> None:
+    def put(self, frame: np.ndarray, jobs: Sequence[CropJob], rgb: bool = False) -> None:
         if self._error is not None:
             raise self._error
+        if not jobs:
+            return
         if self._queue is None:
-            self._write(path, crop)
+            self._write(frame, jobs, rgb)
         else:
-            self._queue.put((path, crop))
+            self._queue.put((frame, list(jobs), rgb))
 
     def finish(self) -> None:
         if self._thread is not None:
