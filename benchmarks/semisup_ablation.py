@@ -71,6 +71,10 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--uratio", type=int, default=1, help="unlabeled images per labeled image")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--input-norm", default="per-image", choices=["none", "per-image"],
+                    help="per-crop standardization (default per-image, as the demo pipeline; docs/semisup.md)")
+    ap.add_argument("--unlabeled-warmup", type=int, default=0,
+                    help="supervised steps before the unlabeled parts start (semi-supervised variants)")
     args = ap.parse_args()
 
     import torch
@@ -101,7 +105,9 @@ def main() -> None:
                               val_csv=None, image_size=args.image_size, steps=args.steps,
                               batch_size=args.batch_size, eval_every=max(1, args.steps // 5),
                               ckpt_every=args.steps, warmup_steps=max(1, args.steps // 10), workers=0, seed=seed,
-                              progress=False, semisup=preset(algorithm, uratio=args.uratio, **over))
+                              progress=False, input_norm=args.input_norm,
+                              semisup=preset(algorithm, uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup,
+                                             **over))
             # validation comes from the manifest: run train with a CSV of the same frames
             val_csv = out / "val.csv"
             if not val_csv.is_file():
