@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--input-norm", default="per-image", choices=["none", "per-image"],
                     help="per-crop standardization (default per-image, as the demo pipeline; docs/semisup.md)")
+    ap.add_argument("--threshold-momentum", type=float, default=None,
+                    help="EMA momentum of the self-adaptive threshold (default: the SPEC's 0.999)")
     ap.add_argument("--unlabeled-warmup", type=int, default=0,
                     help="supervised steps before the unlabeled parts start (semi-supervised variants)")
     args = ap.parse_args()
@@ -107,7 +109,7 @@ def main() -> None:
                               ckpt_every=args.steps, warmup_steps=max(1, args.steps // 10), workers=0, seed=seed,
                               progress=False, input_norm=args.input_norm,
                               semisup=preset(algorithm, uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup,
-                                             **over))
+                                             threshold_momentum=args.threshold_momentum, **over))
             # validation comes from the manifest: run train with a CSV of the same frames
             val_csv = out / "val.csv"
             if not val_csv.is_file():
