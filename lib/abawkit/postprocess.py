@@ -74,6 +74,7 @@ def tune_bias(logp: np.ndarray, y: np.ndarray, rounds: int = 3, grid: Sequence[f
     the unbiased argmax on this data."""
     bias = np.zeros(NUM_CLASSES, np.float32)
     best = fast_macro_f1(y, (logp + bias).argmax(1))
+    needed = max(min_gain, 1e-9)
     for _ in range(rounds):
         improved = False
         for c in range(NUM_CLASSES):
@@ -81,7 +82,7 @@ def tune_bias(logp: np.ndarray, y: np.ndarray, rounds: int = 3, grid: Sequence[f
             for value in grid:
                 bias[c] = value
                 score = fast_macro_f1(y, (logp + bias).argmax(1))
-                if score > best + max(min_gain, 1e-9):
+                if score > best + needed:
                     best, keep, improved = score, value, True
             bias[c] = keep
         if not improved:

@@ -28,6 +28,7 @@ class CropWriter:
 
         self._params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
         self._error: BaseException | None = None
+        self._aborted = False
         self._queue: queue.Queue | None = queue.Queue(max_frames) if threaded else None
         self._thread = None
         if threaded:
@@ -57,7 +58,7 @@ class CropWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
-            if self._error is None:  # after an error, drain without writing
+            if self._error is None and not self._aborted:  # after an error or abort(), drain without writing
                 try:
                     self._write(*item)
                 except BaseException as exc:  # handed to the producer's thread by put/finish
@@ -83,7 +84,7 @@ class CropWriter:
 
     def abort(self) -> None:
         if self._thread is not None:
-            self._error = self._error or RuntimeError("aborted")
+            self._aborted = True
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None

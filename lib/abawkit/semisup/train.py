@@ -83,7 +83,7 @@ def holdout_videos(manifest, cfg: TrainConfig) -> list[str]:
     """The Train_Set subjects stage 04 holds out for its post-processing (same fraction and seed), left out here."""
     from ..temporal.train import split_holdout
 
-    return split_holdout(manifest, cfg.holdout_fraction, cfg.seed)[1] if cfg.holdout_fraction > 0 else []
+    return split_holdout(manifest, cfg.holdout_fraction, cfg.seed)[1]  # [] when the fraction is 0
 
 
 def lr_lambda(warmup: int, total: int):
