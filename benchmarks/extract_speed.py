@@ -2,7 +2,7 @@
 align, write crops) against decode alone, their ratio, and each one's peak resident memory (measured in a child
 process each, so they do not mix). Times MTCNN too when facenet-pytorch is importable.
 
-    python benchmarks/extract_speed.py --generate 720p --seconds 60           # a 1-minute 720p test video
+    python benchmarks/extract_speed.py --generate 720p --seconds 60 --repeats 5   # a 1-minute 720p test video
     python benchmarks/extract_speed.py --generate 1080p --seconds 600         # 10 minutes of 1080p (memory)
     python benchmarks/extract_speed.py --video some.mp4 [--max-frames 3000]
 
@@ -68,7 +68,7 @@ def generate(path: Path, size: tuple[int, int], seconds: float, fps: int = 30) -
     return path
 
 
-def _child(mode: str, video: str, max_frames: int | None, decoder: str, prefetch: bool) -> None:
+def _child(mode: str, video: str, max_frames: int | None, decoder: str, prefetch: bool, out_parent: str) -> None:
     """Run one measurement in this (child) process and print a JSON line with frames, seconds, peak RSS."""
     import resource
 
@@ -87,9 +87,11 @@ def _child(mode: str, video: str, max_frames: int | None, decoder: str, prefetch
     elif mode == "stage":
         from abawkit.faces.extract import ExtractConfig, Subject, VideoJob, process_video
 
-        with tempfile.TemporaryDirectory() as out:
-            (r,) = process_video(VideoJob(video, (Subject(Path(video).stem),)), out,
-                                 ExtractConfig(decoder=decoder, max_frames=max_frames, prefetch=prefetch))
+        # Removed by the parent after every measurement: deleting thousands of files makes the next ones slow.
+        Path(out_parent).mkdir(parents=True, exist_ok=True)
+        out = tempfile.mkdtemp(dir=out_parent, prefix="stage_out_")
+        (r,) = process_video(VideoJob(video, (Subject(Path(video).stem),)), out,
+                             ExtractConfig(decoder=decoder, max_frames=max_frames, prefetch=prefetch))
         frames, extra = r.frames_decoded, {"detection_rate": r.detection_rate, "problems": r.problems}
     else:  # mtcnn: detection + 5 points per frame, no tracking, no crops
         import torch
@@ -112,8 +114,27 @@ def _child(mode: str, video: str, max_frames: int | None, decoder: str, prefetch
                                   "cpu_ms_per_frame": cpu_ms, "peak_mb": peak_mb, **extra}))
 
 
-def measure(mode: str, video: Path, max_frames: int | None, decoder: str, prefetch: bool = True) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--video", str(video), "--decoder", decoder]
+def file_creation_ms(folder: str, n: int = 300) -> float:
+    """CPU milliseconds to create and write one 10 kB file in ``folder`` (a crop is about that): file systems
+    differ by 20x here (a watched folder, a network mount), and the stage creates two files per frame."""
+    import shutil
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    probe = Path(tempfile.mkdtemp(dir=folder, prefix="probe_"))
+    data = os.urandom(10_000)
+    try:
+        t0 = time.process_time()
+        for i in range(n):
+            (probe / f"{i:05d}.jpg").write_bytes(data)
+        return 1000 * (time.process_time() - t0) / n
+    finally:
+        shutil.rmtree(probe)
+
+
+def measure(mode: str, video: Path, max_frames: int | None, decoder: str, prefetch: bool = True,
+            out_parent: str = "runs/bench") -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--video", str(video), "--decoder", decoder,
+           "--out-parent", out_parent]
     if not prefetch:
         cmd.append("--no-prefetch")
     if max_frames:
@@ -135,30 +156,60 @@ def main() -> None:
     p.add_argument("--max-frames", type=int, default=None, help="measure only the first frames")
     p.add_argument("--decoder", default="decord", choices=("decord", "opencv"))
     p.add_argument("--skip-decode", action="store_true", help="measure only the stage (a memory run)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure stage and decode this many times, alternating, and print the median ratio "
+                        "(the decode-only rate alone varies by 15%% between runs on a shared machine)")
     p.add_argument("--no-prefetch", action="store_true",
                    help="decode on the worker's own thread only (default: the next chunk is decoded on a second thread)")
+    p.add_argument("--out-parent", default=None,
+                   help="where the stage writes its crops, in temporary folders removed at the end (default: the "
+                        "--cache folder). The cost of creating a file there is printed: on the development machine's "
+                        "disk it varied from 0.05 to 1.2 CPU ms from one minute to the next")
     p.add_argument("--child", choices=("decode", "stage", "mtcnn"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        _child(args.child, args.video, args.max_frames, args.decoder, not args.no_prefetch)
+        _child(args.child, args.video, args.max_frames, args.decoder, not args.no_prefetch, args.out_parent)
         return
+    out_parent = args.out_parent or args.cache
     if args.video:
         video = Path(args.video)
     else:
         video = generate(Path(args.cache) / f"face_{args.generate}_{int(args.seconds)}s.mp4", SIZES[args.generate],
                          args.seconds)
     print(f"video: {video}, decoder {args.decoder} ({'no ' if args.no_prefetch else ''}prefetch thread), one worker, "
-          f"frames: {args.max_frames or 'all'}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    stage = measure("stage", video, args.max_frames, args.decoder, not args.no_prefetch)
-    print(f"full stage : {stage['fps']:7.1f} frames/s  ({stage['frames']} frames in {stage['seconds']:.1f} s), "
-          f"{stage['cpu_ms_per_frame']:.2f} CPU ms/frame, peak memory {stage['peak_mb']:.0f} MB, "
-          f"detection rate {stage['detection_rate']:.3f}")
-    if not args.skip_decode:
+          f"frames: {args.max_frames or 'all'}, crops written under {out_parent}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"file creation under {out_parent}: {file_creation_ms(out_parent):.3f} CPU ms per 10 kB file "
+          f"(the stage writes 2 files per frame; use --out-parent to measure on another disk)")
+    try:
+        run_all(args, video, out_parent)
+    finally:  # the crops of every stage measurement, kept until now (see _child)
+        import shutil
+
+        for folder in Path(out_parent).glob("stage_out_*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, video: Path, out_parent: str) -> None:
+    ratios = []
+    for rep in range(args.repeats):  # stage and decode alternate, so a slow spell of the machine hits both
+        tag = f"[{rep + 1}/{args.repeats}] " if args.repeats > 1 else ""
+        stage = measure("stage", video, args.max_frames, args.decoder, not args.no_prefetch, out_parent)
+        print(f"{tag}full stage : {stage['fps']:7.1f} frames/s  ({stage['frames']} frames in {stage['seconds']:.1f} s), "
+              f"{stage['cpu_ms_per_frame']:.2f} CPU ms/frame, peak memory {stage['peak_mb']:.0f} MB, "
+              f"detection rate {stage['detection_rate']:.3f}")
+        if args.skip_decode:
+            continue
         dec = measure("decode", video, args.max_frames, args.decoder, not args.no_prefetch)
-        print(f"decode only: {dec['fps']:7.1f} frames/s  ({dec['frames']} frames in {dec['seconds']:.1f} s), "
+        print(f"{tag}decode only: {dec['fps']:7.1f} frames/s  ({dec['frames']} frames in {dec['seconds']:.1f} s), "
               f"{dec['cpu_ms_per_frame']:.2f} CPU ms/frame, peak memory {dec['peak_mb']:.0f} MB")
-        print(f"ratio stage/decode: {stage['fps'] / dec['fps']:.2f} by wall-clock frames/s, "
-              f"{dec['cpu_ms_per_frame'] / stage['cpu_ms_per_frame']:.2f} by CPU time per frame (target >= 0.35 at 720p)")
+        ratios.append((stage["fps"] / dec["fps"], dec["cpu_ms_per_frame"] / stage["cpu_ms_per_frame"]))
+        print(f"{tag}ratio stage/decode: {ratios[-1][0]:.2f} by wall-clock frames/s, {ratios[-1][1]:.2f} by CPU time "
+              f"per frame (target >= 0.35 at 720p)")
+    if len(ratios) > 1:
+        wall, cpu = np.median(np.array(ratios), axis=0)
+        print(f"median of {len(ratios)}: ratio {wall:.2f} by wall-clock frames/s (min {min(r[0] for r in ratios):.2f}, "
+              f"max {max(r[0] for r in ratios):.2f}), {cpu:.2f} by CPU time per frame")
     try:
         import facenet_pytorch  # noqa: F401
     except ImportError:

@@ -83,6 +83,19 @@ def test_alignment_recovers_a_known_similarity():
     assert np.abs(align_matrix(frame_pts, 224) - np.vstack([m[0] * 2, m[1] * 2])).max() < 1e-6  # scales with size
 
 
+def test_similarity_matches_skimage_umeyama_on_noisy_points():
+    """The closed form gives insightface's transform (skimage's Umeyama estimate) on imperfect landmarks."""
+    from skimage.transform import SimilarityTransform
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m_true = cv2.getRotationMatrix2D(tuple(rng.uniform(0, 500, 2)), rng.uniform(-60, 60), rng.uniform(0.2, 3))
+        frame_pts = apply(cv2.invertAffineTransform(m_true), TEMPLATE_112) + rng.normal(0, 3, (5, 2))
+        reference = SimilarityTransform.from_estimate(frame_pts, TEMPLATE_112)
+        assert reference
+        assert np.abs(similarity_transform(frame_pts, TEMPLATE_112) - reference.params[:2]).max() < 1e-9
+
+
 def test_corrupt_video_is_reported_and_others_finish(tiny_manifest, tmp_path, capsys):
     """Through the CLI with a spawn pool of 2: the truncated video fails with its path, the other is done."""
     good = tiny_manifest.row("video3")

@@ -23,24 +23,22 @@ def template(size: int = 112) -> np.ndarray:
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` points onto ``dst``.
 
-    Umeyama's closed form, as insightface's ``norm_crop`` (skimage SimilarityTransform) computes it; returns
-    the 2x3 matrix for ``cv2.warpAffine``.
+    The same transform as insightface's ``norm_crop`` (Umeyama's method, skimage ``SimilarityTransform``), in
+    its 2-D closed form: with both point sets centred, ``scale * (cos, sin) = (sum s.d, sum s x d) / sum |s|^2``
+    (no SVD: this runs once per frame). Returns the 2x3 matrix for ``cv2.warpAffine``.
     """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1.0
-    rot = u @ np.diag(sign) @ vt
-    var_s = (s ** 2).sum() / len(src)
-    scale = (sig * sign).sum() / var_s if var_s > 0 else 1.0
-    m = np.empty((2, 3), np.float64)
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
+    norm = (s * s).sum()
+    if norm <= 0:  # all source points coincide: translation only
+        a, b = 1.0, 0.0
+    else:
+        a = (s * d).sum() / norm
+        b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / norm
+    m = np.array([[a, -b, 0.0], [b, a, 0.0]])
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
     return m
 
 

@@ -1,14 +1,16 @@
-"""Face finding with mediapipe 0.10.21 ``solutions``: FaceDetection boxes and FaceMesh 5 points on a face region.
+"""Face finding with mediapipe 0.10.21: FaceDetection boxes (``solutions``) and FaceMesh's landmark model for the
+5 points on a face region.
 
 ``FaceDetector`` runs BlazeFace on a downscaled copy of the frame (it letterboxes to 128 or 192 pixels
-anyway, so a smaller input only saves conversion time). ``MeshTracker`` runs FaceMesh in its tracking mode on
-a square region centred on the face, re-centred every frame from the landmarks it found, so the landmark
-model sees the face at a steady position and scale and runs its own detector only when it loses it.
+anyway, so a smaller input only saves conversion time). ``MeshTracker`` runs the FaceMesh landmark model on
+a square region centred on the face and turned upright, placed every frame from the landmarks of the last, so
+the model sees the face at a steady position, scale and angle; when it loses the face the detector re-finds it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,10 +38,12 @@ class Detection:
 @dataclass(frozen=True)
 class Face:
     """One face in one frame: the 5 points in template order (image-left eye, image-right eye, nose tip,
-    image-left and image-right mouth corner) and the box of the face oval, in frame pixels."""
+    image-left and image-right mouth corner), the box of the face oval, in frame pixels, and the landmark
+    model's face score."""
 
     points5: np.ndarray
     box: np.ndarray
+    score: float = float("nan")
 
 
 def to_rgb(image: np.ndarray, bgr: bool) -> np.ndarray:
@@ -80,60 +84,156 @@ class FaceDetector:
         self._fd.close()
 
 
-class MeshTracker:
-    """FaceMesh (tracking mode) on a ``roi_size`` square region around one face, following it.
+#: mediapipe's FaceLandmarkCpu graph (modules/face_landmark/face_landmark_cpu.pbtxt of the 0.10.21 wheel) for an
+#: image that is already the face region: no region input and no projection, and the face score is an output.
+#: One XNNPACK thread: two made the 720p stage slower here (92-110 vs 112-142 frames/s, 2 cores all busy).
+_LANDMARK_GRAPH = """
+input_stream: "image"
+output_stream: "landmarks"
+output_stream: "score"
+node {
+  calculator: "ImageToTensorCalculator" input_stream: "IMAGE:image" output_stream: "TENSORS:input_tensors"
+  options { [mediapipe.ImageToTensorCalculatorOptions.ext] {
+    output_tensor_width: 192 output_tensor_height: 192 output_tensor_float_range { min: 0.0 max: 1.0 } } }
+}
+node {
+  calculator: "InferenceCalculator" input_stream: "TENSORS:input_tensors" output_stream: "TENSORS:output_tensors"
+  options { [mediapipe.InferenceCalculatorOptions.ext] {
+    model_path: "mediapipe/modules/face_landmark/face_landmark.tflite" delegate { xnnpack { num_threads: 1 } } } }
+}
+node {
+  calculator: "SplitTensorVectorCalculator" input_stream: "output_tensors"
+  output_stream: "landmark_tensors" output_stream: "face_flag_tensor"
+  options { [mediapipe.SplitVectorCalculatorOptions.ext] { ranges { begin: 0 end: 1 } ranges { begin: 1 end: 2 } } }
+}
+node {
+  calculator: "TensorsToFloatsCalculator" input_stream: "TENSORS:face_flag_tensor" output_stream: "FLOAT:score"
+  options { [mediapipe.TensorsToFloatsCalculatorOptions.ext] { activation: SIGMOID } }
+}
+node {
+  calculator: "TensorsToLandmarksCalculator" input_stream: "TENSORS:landmark_tensors"
+  output_stream: "NORM_LANDMARKS:landmarks"
+  options { [mediapipe.TensorsToLandmarksCalculatorOptions.ext] {
+    num_landmarks: 468 input_image_width: 192 input_image_height: 192 } }
+}
+"""
 
-    ``seed(box)`` places the region on a detection box; each ``step`` crops the region, finds the landmarks and
-    re-centres the region on them. A result far from the region's centre is rejected (the landmark model
-    drifted to something else), so the caller re-finds the face with the detector.
+
+class LandmarkModel:
+    """mediapipe's FaceMesh landmark model (``face_landmark.tflite`` of the 0.10.21 wheel, 468 points and a face
+    score) on an image that is already the face region.
+
+    ``mp.solutions.face_mesh`` wraps the same model in a graph that also runs a face detector, loops over faces,
+    derives the next region and converts every output to Python on each call: about 1.4 ms a frame more than the
+    model alone here. We place the region ourselves (``MeshTracker``), so only the model's own graph is kept.
     """
 
-    def __init__(self, roi_size: int = 192, mesh_scale: float = 1.6, det_scale: float = 2.0) -> None:
+    def __init__(self) -> None:
         import mediapipe as mp
+        from google.protobuf import text_format
+        from mediapipe.calculators.core import split_vector_calculator_pb2  # noqa: F401 (the options' types)
+        from mediapipe.calculators.tensor import (image_to_tensor_calculator_pb2, inference_calculator_pb2,  # noqa: F401
+                                                  tensors_to_floats_calculator_pb2,
+                                                  tensors_to_landmarks_calculator_pb2)
+        from mediapipe.framework import calculator_pb2
+        from mediapipe.python import packet_creator, packet_getter
+        from mediapipe.python._framework_bindings import calculator_graph, resource_util
 
+        # The graph finds the .tflite under the package root, as mp.solutions sets it up.
+        resource_util.set_resource_dir(str(Path(mp.__file__).resolve().parent.parent))
+        config = text_format.Parse(_LANDMARK_GRAPH, calculator_pb2.CalculatorGraphConfig())
+        self._create, self._get = packet_creator, packet_getter
+        self._format = mp.ImageFormat.SRGB
+        self._graph = calculator_graph.CalculatorGraph(graph_config=config)
+        self._out: dict = {}
+        for stream in ("landmarks", "score"):
+            self._graph.observe_output_stream(stream, lambda name, packet: self._out.__setitem__(name, packet), False)
+        self._graph.start_run({})
+        self._timestamp = 0
+
+    def __call__(self, rgb: np.ndarray, index: tuple[int, ...]) -> tuple[np.ndarray, float]:
+        """Landmarks ``index`` as (n, 2) in ``rgb``'s normalized coordinates, and the model's face score (the
+        probability that the region holds a face; mediapipe's FaceMesh drops results below 0.5)."""
+        self._timestamp += 1
+        self._out.clear()
+        self._graph.add_packet_to_input_stream(
+            "image", self._create.create_image_frame(image_format=self._format, data=rgb).at(self._timestamp))
+        self._graph.wait_until_idle()
+        lm = self._get.get_proto(self._out["landmarks"]).landmark
+        return np.array([(lm[i].x, lm[i].y) for i in index], np.float64), self._get.get_float(self._out["score"])
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+
+
+class MeshTracker:
+    """The landmark model on a ``roi_size`` square region around one face, upright and centred, following it.
+
+    ``seed(box)`` places the region on a detection box; each ``step`` cuts the region (rotated so that the
+    eyes of the last result are level, as mediapipe's own tracking does), finds the landmarks and re-centres
+    the region on them. A result far from the region's centre, or of an implausible size, is rejected (the
+    model drifted to something else), so the caller re-finds the face with the detector.
+    """
+
+    def __init__(self, roi_size: int = 192, mesh_scale: float = 1.6, det_scale: float = 2.0,
+                 min_score: float = 0.5) -> None:
         self.roi_size = roi_size
         self.mesh_scale = mesh_scale
         self.det_scale = det_scale
-        self._fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
-                                                   refine_landmarks=False, min_detection_confidence=0.5,
-                                                   min_tracking_confidence=0.5)
+        self.min_score = min_score
+        self._model = LandmarkModel()
         self.center: np.ndarray | None = None
         self.side = 0.0
+        self.angle = 0.0  # radians: direction of the eye line (image-left eye -> image-right eye)
 
     def seed(self, box: np.ndarray) -> None:
         x0, y0, x1, y1 = box
         self.center = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float64)
         self.side = max(x1 - x0, y1 - y0) * self.det_scale
+        self.angle = 0.0
 
     def reset(self) -> None:
         self.center = None
 
-    def step(self, frame: np.ndarray, bgr: bool) -> Face | None:
+    def step(self, frame: np.ndarray, bgr: bool, refine: bool = False) -> Face | None:
+        """Landmarks in the current region; ``refine`` runs the model a second time on the region its first
+        result gives (for a region placed from a detection box, whose scale and angle are only approximate)."""
         if self.center is None:
             return None
+        face = self._step(frame, bgr)
+        return self._step(frame, bgr) if refine and face is not None else face
+
+    def _step(self, frame: np.ndarray, bgr: bool) -> Face | None:
         r = self.roi_size
         k = r / self.side
-        ox, oy = self.center - self.side / 2
-        m = np.array([[k, 0.0, -k * ox], [0.0, k, -k * oy]], np.float64)
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        rot = np.array([[c, s], [-s, c]])  # frame -> region: rotate by -angle about the centre, scale by k
+        m = np.empty((2, 3), np.float64)
+        m[:, :2] = k * rot
+        m[:, 2] = r / 2 - k * rot @ self.center
         roi = cv2.warpAffine(frame, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        result = self._fm.process(to_rgb(roi, bgr))
-        if not result.multi_face_landmarks:
+        uv, score = self._model(to_rgb(roi, bgr), _USED)
+        if score < self.min_score:
             return None
-        lm = result.multi_face_landmarks[0].landmark
-        pts = np.array([(lm[i].x, lm[i].y) for i in _USED], np.float64) * (self.side)
-        pts += (ox, oy)
+        local = uv * r - r / 2  # region pixels about its centre (upright face)
+        pts = local @ rot / k + self.center  # back to frame pixels
         oval = pts[2 * _N_EYE + 3:]
         box = np.concatenate([oval.min(0), oval.max(0)])
-        size = max(box[2] - box[0], box[3] - box[1])
+        oval_local = local[2 * _N_EYE + 3:]
+        size = float((oval_local.max(0) - oval_local.min(0)).max()) / k  # face size, free of the rotation
         centre = (box[:2] + box[2:]) / 2
         # Reject a face that is not the one the region was centred on, or an implausible size.
         if np.abs(centre - self.center).max() > 0.3 * self.side or not 0.2 * self.side < size < 1.0 * self.side:
             return None
         points5 = np.stack([pts[:_N_EYE].mean(0), pts[_N_EYE:2 * _N_EYE].mean(0), pts[2 * _N_EYE],
                             pts[2 * _N_EYE + 1], pts[2 * _N_EYE + 2]])
+        eyes = points5[1] - points5[0]
         self.center = centre
         self.side = size * self.mesh_scale
-        return Face(points5, box)
+        self.angle = float(np.arctan2(eyes[1], eyes[0]))
+        return Face(points5, box, score)
 
     def close(self) -> None:
-        self._fm.close()
+        self._model.close()

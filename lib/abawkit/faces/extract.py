@@ -27,7 +27,7 @@ from ..io import write_csv, write_json
 #: ``--crops`` names -> folder names of the organizers' layout.
 CROP_FOLDER = {"aligned": "cropped_aligned", "loose": "cropped"}
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # image sides
-INDEX_COLUMNS = ["frame", "has_face", "score", "box_x0", "box_y0", "box_x1", "box_y1",
+INDEX_COLUMNS = ["frame", "has_face", "score", "face_score", "box_x0", "box_y0", "box_x1", "box_y1",
                  *[f"{p}_{a}" for p in POINT_NAMES for a in "xy"], "track_id"]
 SUMMARY_COLUMNS = ["video_id", "video_path", "status", "frames_decoded", "n_frames", "faces_found",
                    "detection_rate", "seconds", "fps", "decoder", "problems"]
@@ -157,11 +157,11 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                 s, tr = job.subjects[k], trackers[k]
                 found = tr.step(frame, reader.bgr, frame_no, detector, cache, taken)
                 if found is None:
-                    rows[k].append([frame_no, False, np.nan, *[np.nan] * 14, -1])
+                    rows[k].append([frame_no, False, np.nan, np.nan, *[np.nan] * 14, -1])
                     continue
                 taken.append(found.box)
-                rows[k].append([frame_no, True, round(found.score, 4), *np.round(found.box, 2),
-                                *np.round(found.points5.reshape(-1), 2), found.track_id])
+                rows[k].append([frame_no, True, round(found.score, 4), round(found.face_score, 4),
+                                *np.round(found.box, 2), *np.round(found.points5.reshape(-1), 2), found.track_id])
                 jobs = []
                 for kind in config.crops:
                     matrix, side = ((align_matrix(found.points5, config.size), config.size) if kind == "aligned"
@@ -344,7 +344,7 @@ def build_summary(out: Path, subjects: list[str], results: list[SubjectResult],
 
 
 def load_index(out: str | os.PathLike, video_id: str) -> pd.DataFrame:
-    """The per-frame index of a done subject (frame, has_face, score, box, 5 points, track_id)."""
+    """The per-frame index of a done subject (frame, has_face, score, face_score, box, 5 points, track_id)."""
     path = index_path(out, video_id)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {video_id} has not been extracted (run abawkit extract-faces)")

@@ -22,12 +22,14 @@ REACQUIRE_GAP = 15
 @dataclass(frozen=True)
 class Found:
     """The target face in one frame: 5 points (template order), face box, the score of the detection that
-    started its track, and the track id (a new id each time the subject is acquired afresh)."""
+    started its track, the track id (a new id each time the subject is acquired afresh) and the landmark
+    model's face score in this frame."""
 
     points5: np.ndarray
     box: np.ndarray
     score: float
     track_id: int
+    face_score: float = float("nan")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -94,7 +96,7 @@ class SubjectTracker:
             if det is None:
                 return None
             self.mesh.seed(det.box)
-            face = self.mesh.step(frame, bgr)
+            face = self.mesh.step(frame, bgr, refine=True)
             if face is None:
                 self.mesh.reset()
                 return None
@@ -102,7 +104,7 @@ class SubjectTracker:
                 self.track_id += 1
                 self.score = det.score
         self.last_box, self.last_frame = face.box, frame_no
-        return Found(face.points5, face.box, self.score, self.track_id)
+        return Found(face.points5, face.box, self.score, self.track_id, face.score)
 
     def close(self) -> None:
         self.mesh.close()
