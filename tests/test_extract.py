@@ -83,6 +83,41 @@ def test_alignment_recovers_a_known_similarity():
     assert np.abs(align_matrix(frame_pts, 224) - np.vstack([m[0] * 2, m[1] * 2])).max() < 1e-6  # scales with size
 
 
+def test_landmarks_follow_a_rotated_face():
+    """The landmark region is turned upright: a portrait rotated by 35 degrees gives the rotated points of the
+    upright one, and the tracker's angle follows the eye line; an empty region scores below 0.5."""
+    from abawkit.demo import portrait_images
+    from abawkit.faces.detect import FaceDetector, LandmarkModel, MeshTracker
+
+    image = portrait_images()["hopper"]
+    h, w = image.shape[:2]
+    side = int(1.5 * max(h, w))
+    canvas = np.full((side, side, 3), 90, np.uint8)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    canvas[y0:y0 + h, x0:x0 + w] = image
+    detector, tracker = FaceDetector(), MeshTracker()
+
+    def points(img: np.ndarray) -> tuple[np.ndarray, float, float]:
+        (det,) = detector.detect(img, bgr=False)
+        tracker.seed(det.box)
+        face = tracker.step(img, bgr=False, refine=True)
+        for _ in range(3):  # settle the region as tracking on a video would
+            face = tracker.step(img, bgr=False)
+        return face.points5, face.score, tracker.angle
+
+    upright, score, angle0 = points(canvas)
+    rotation = cv2.getRotationMatrix2D((side / 2, side / 2), 35.0, 1.0)  # counter-clockwise on screen
+    turned, score_turned, angle = points(cv2.warpAffine(canvas, rotation, (side, side), borderValue=(90, 90, 90)))
+    assert score > 0.9 and score_turned > 0.9
+    eye_distance = np.linalg.norm(upright[1] - upright[0])
+    assert np.abs(turned - apply(rotation, upright)).max() < 0.06 * eye_distance
+    assert abs(np.degrees(angle - angle0) + 35.0) < 3.0  # image y points down: counter-clockwise is negative
+    _, blank_score = LandmarkModel()(np.full((192, 192, 3), 90, np.uint8), (1,))
+    assert blank_score < 0.5
+    detector.close()
+    tracker.close()
+
+
 def test_similarity_matches_skimage_umeyama_on_noisy_points():
     """The closed form gives insightface's transform (skimage's Umeyama estimate) on imperfect landmarks."""
     from skimage.transform import SimilarityTransform
