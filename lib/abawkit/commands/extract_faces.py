@@ -12,11 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "extract-faces",
         help="detect, track and crop the subject's face in every frame (aligned 112x112 and loose crops)",
         description="Decode each video once (decord, one frame at a time), follow each subject's face with mediapipe "
-                    "(FaceMesh tracking, FaceDetection to re-find it) and write OUT/cropped_aligned/<video_id>/00001.jpg "
+                    "(FaceMesh's landmark model on an upright region that follows the face, FaceDetection to re-find it) and write OUT/cropped_aligned/<video_id>/00001.jpg "
                     "(5-point similarity alignment onto the ArcFace 112 template) and OUT/cropped/<video_id>/00001.jpg "
                     "(loose square crop), frames numbered from 1, no file where the face is not found. A _left/_right "
                     "subject follows the face on its side of the frame; any other follows the main face. Also writes "
-                    "OUT/index/<video_id>.csv (per frame: has_face, score, box, 5 points, track id) and OUT/summary.csv. "
+                    "OUT/index/<video_id>.csv (per frame: has_face, detector and face scores, box, 5 points, track id) and OUT/summary.csv. "
                     "Resumable: a subject is done when its index exists; re-running skips done videos. A video that "
                     "cannot be read is reported with its path and the others continue; the exit code is 1 if any failed.",
         epilog="examples:\n  abawkit extract-faces --manifest data_manifests/demo --out data/faces/demo\n"

@@ -25,6 +25,7 @@ FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152
 #: Only these landmarks are read out of the protobuf result (reading all 468 costs ~0.3 ms a frame).
 _USED = (*EYE_IMAGE_LEFT, *EYE_IMAGE_RIGHT, NOSE_TIP, *MOUTH_CORNERS, *FACE_OVAL)
 _N_EYE = len(EYE_IMAGE_LEFT)
+_OVAL = slice(2 * _N_EYE + 3, None)  # the FACE_OVAL rows of _USED
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,9 @@ class MeshTracker:
             return None
         local = uv * r - r / 2  # region pixels about its centre (upright face)
         pts = local @ rot / k + self.center  # back to frame pixels
-        oval = pts[2 * _N_EYE + 3:]
+        oval = pts[_OVAL]
         box = np.concatenate([oval.min(0), oval.max(0)])
-        oval_local = local[2 * _N_EYE + 3:]
+        oval_local = local[_OVAL]
         size = float((oval_local.max(0) - oval_local.min(0)).max()) / k  # face size, free of the rotation
         centre = (box[:2] + box[2:]) / 2
         # Reject a face that is not the one the region was centred on, or an implausible size.

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..crops import CROP_KINDS, crop_path
+from ..crops import CROP_KINDS, crop_name
 from ..io import write_csv, write_json
 
 #: ``--crops`` names -> folder names of the organizers' layout.
@@ -29,6 +29,8 @@ CROP_FOLDER = {"aligned": "cropped_aligned", "loose": "cropped"}
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # image sides
 INDEX_COLUMNS = ["frame", "has_face", "score", "face_score", "box_x0", "box_y0", "box_x1", "box_y1",
                  *[f"{p}_{a}" for p in POINT_NAMES for a in "xy"], "track_id"]
+#: A no-face row's values between has_face and track_id (scores, box, points).
+_NO_FACE_VALUES = [np.nan] * (len(INDEX_COLUMNS) - 3)
 SUMMARY_COLUMNS = ["video_id", "video_path", "status", "frames_decoded", "n_frames", "faces_found",
                    "detection_rate", "seconds", "fps", "decoder", "problems"]
 
@@ -157,7 +159,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                 s, tr = job.subjects[k], trackers[k]
                 found = tr.step(frame, reader.bgr, frame_no, detector, cache, taken)
                 if found is None:
-                    rows[k].append([frame_no, False, np.nan, np.nan, *[np.nan] * 14, -1])
+                    rows[k].append([frame_no, False, *_NO_FACE_VALUES, -1])
                     continue
                 taken.append(found.box)
                 rows[k].append([frame_no, True, round(found.score, 4), round(found.face_score, 4),
@@ -166,7 +168,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                 for kind in config.crops:
                     matrix, side = ((align_matrix(found.points5, config.size), config.size) if kind == "aligned"
                                     else (loose_matrix(found.box, config.loose_size), config.loose_size))
-                    jobs.append((crop_path(out / CROP_FOLDER[kind], s.video_id, frame_no), matrix, side))
+                    jobs.append((folders[(s.video_id, kind)] / crop_name(frame_no), matrix, side))
                 writer.put(frame, jobs, rgb=not reader.bgr)
             pending += 1
             if on_frames is not None and pending >= 25:

@@ -114,16 +114,14 @@ class DetectionCache:
     """Runs the detector at most once per frame, however many subjects need it."""
 
     def __init__(self) -> None:
-        self._frame_id: int | None = None
-        self._dets: list[Detection] = []
+        self._dets: list[Detection] | None = None  # None: not run on this frame yet
         self.calls = 0
 
     def new_frame(self) -> None:
-        self._frame_id = None
+        self._dets = None
 
     def get(self, frame: np.ndarray, bgr: bool, detector: FaceDetector) -> list[Detection]:
-        if self._frame_id is None:
+        if self._dets is None:
             self._dets = detector.detect(frame, bgr)
-            self._frame_id = id(frame)
             self.calls += 1
         return self._dets

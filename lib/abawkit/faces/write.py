@@ -10,7 +10,10 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
+
+from .align import warp
 
 _STOP = object()
 
@@ -24,8 +27,6 @@ class CropWriter:
     anyway). ``threaded=False`` does the same work in the caller's thread."""
 
     def __init__(self, jpeg_quality: int = 95, max_frames: int = 8, threaded: bool = True) -> None:
-        import cv2
-
         self._params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
         self._error: BaseException | None = None
         self._aborted = False
@@ -36,10 +37,6 @@ class CropWriter:
             self._thread.start()
 
     def _write(self, frame: np.ndarray, jobs: Sequence[CropJob], rgb: bool) -> None:
-        import cv2
-
-        from .align import warp
-
         for path, matrix, size in jobs:
             crop = warp(frame, matrix, size)
             if rgb:
