@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 
 demo-data: setup
 	$(BIN)/abawkit demo-data --out $(DEMO_DATA)
-	$(BIN)/abawkit manifest --affwild2 $(DEMO_DATA) --out $(DEMO_MANIFEST)
+	$(BIN)/abawkit manifest --preset demo --affwild2 $(DEMO_DATA) --out $(DEMO_MANIFEST)
 
 demo: setup
 	$(BIN)/abawkit run $(PIPELINE) --run-dir runs/$(RUN)

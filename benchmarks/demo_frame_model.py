@@ -43,8 +43,6 @@ def main() -> None:
     ap.add_argument("--uratio", type=int, default=None)
     ap.add_argument("--threshold-momentum", type=float, default=None)
     ap.add_argument("--ema-decay", type=float, default=None)
-    ap.add_argument("--holdout-fraction", type=float, default=0.0,
-                    help="Train_Set videos left for stage 04's post-processing fold (same in --chain)")
     ap.add_argument("--evals", type=int, default=6, help="validations during the run (as notebook 02)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
@@ -70,11 +68,12 @@ def main() -> None:
     semi = preset(args.algorithm, **overrides)
     extra = {k: v for k, v in (("lr", args.lr),) if v is not None}
     every = max(1, args.steps // args.evals)
-    cfg = TrainConfig(out=args.out, manifest=args.manifest, crops=args.crops, unlabeled_dirs=(args.unlabeled_dir,),
+    cfg = TrainConfig(out_dir=args.out, manifest_dir=args.manifest, crops_dir=args.crops,
+                      unlabeled_dirs=(args.unlabeled_dir,),
                       backbone=args.backbone, image_size=args.image_size, input_norm=args.input_norm, steps=args.steps,
                       batch_size=args.batch_size, seed=args.seed, eval_every=every, ckpt_every=every,
                       warmup_steps=args.warmup_steps if args.warmup_steps is not None else max(1, args.steps // 10),
-                      workers=args.workers, progress=False, holdout_fraction=args.holdout_fraction, semisup=semi, **extra)
+                      workers=args.workers, progress=False, semisup=semi, **extra)
     t0 = time.time()
     res = train(cfg)
     seconds = time.time() - t0
@@ -83,7 +82,7 @@ def main() -> None:
           .round(4).to_string(index=False))
     row = {"tag": args.tag, "algorithm": semi.name, "image_size": args.image_size, "input_norm": args.input_norm, "steps": args.steps,
            "batch_size": args.batch_size, "lr": cfg.lr, "unlabeled_warmup": semi.unlabeled_warmup,
-           "holdout_fraction": args.holdout_fraction,
+           "holdout_videos": len(manifest.video_ids(holdout=True)),
            "seed": args.seed, "crops": args.crops, "final_val_macro_f1": round(res.final_val_macro_f1, 4),
            "best_val_macro_f1": round(res.best_val_macro_f1, 4), "best_step": res.best_step,
            "train_seconds": round(seconds, 1)}
@@ -91,14 +90,16 @@ def main() -> None:
           f"(step {res.best_step}); {seconds:.0f} s")
     if args.chain:
         from abawkit.features import FeatureConfig, extract_features
-        from abawkit.temporal.train import TemporalTrainConfig, train_temporal
+        from abawkit.config import preset as stage_preset
+        from abawkit.temporal.config import TemporalTrainConfig
+        from abawkit.temporal.train import train_temporal
 
         t1 = time.time()
         feats = Path(args.out) / "features"
         extract_features(Path(args.out) / "best.pt", args.crops, manifest, feats, FeatureConfig(num_workers=0))
-        summary = train_temporal(feats, manifest, Path(args.out) / "temporal",
-                                 TemporalTrainConfig(epochs=args.temporal_epochs, seed=args.seed,
-                                                     holdout_fraction=args.holdout_fraction or 0.2))
+        summary = train_temporal(stage_preset(TemporalTrainConfig, None, epochs=args.temporal_epochs, seed=args.seed,
+                                              features_dir=str(feats), manifest_dir=args.manifest,
+                                              out_dir=str(Path(args.out) / "temporal")), manifest)
         comparison = pd.read_csv(Path(args.out) / "temporal" / "comparison.csv").set_index("stage")["macro_f1"]
         print(comparison.round(4).to_string())
         row.update({f"chain {k}": round(float(v), 4) for k, v in comparison.items()},

@@ -102,7 +102,7 @@ def main() -> None:
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
             algorithm, over = VARIANTS[name]
-            cfg = TrainConfig(out=str(out / "runs" / f"{name.replace(' ', '_').replace('+', 'p')}_s{seed}"),
+            cfg = TrainConfig(out_dir=str(out / "runs" / f"{name.replace(' ', '_').replace('+', 'p')}_s{seed}"),
                               labeled_csv=str(labeled_csv), unlabeled_dirs=(args.unlabeled_dir, str(pool)),
                               val_csv=None, image_size=args.image_size, steps=args.steps,
                               batch_size=args.batch_size, eval_every=max(1, args.steps // 5),

@@ -65,7 +65,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     for size in args.train_sizes:
         for algorithm in ("supervised", "full"):
-            cfg = TrainConfig(out=str(out / f"{algorithm}_{size}"), manifest=args.manifest, crops=args.crops,
+            cfg = TrainConfig(out_dir=str(out / f"{algorithm}_{size}"), manifest_dir=args.manifest, crops_dir=args.crops,
                               val_split="", unlabeled_dirs=(args.unlabeled_dir,), image_size=size, steps=args.steps,
                               batch_size=args.batch_size, eval_every=10**9, ckpt_every=10**9, workers=1,
                               progress=False, semisup=preset(algorithm))

@@ -4,20 +4,19 @@ seeds. Used to choose the demo's stage-04 parameters (docs/temporal.md "Demo set
 
     PYTHONPATH=lib python benchmarks/temporal_settings.py --features runs/demo/features --seeds 0 1 2
 
-The seed also picks the held-out training videos (post-processing fold), as in notebook 04.
+The post-processing fold is the manifest's held-out Train_Set videos (abawkit manifest --holdout-fraction).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
-#: name -> TemporalTrainConfig overrides (window 64, 40 epochs, holdout 0.2 for all).
+#: name -> TemporalTrainConfig overrides (window 64, 40 epochs; the manifest's held-out videos for all).
 SETTINGS = {
     "library default (depth 2, width 128, dropout 0.1)": {},
-    "small: depth 1, width 64, dropout 0.5": {"depth": 1, "width": 64, "dropout": 0.5},
+    "small: depth 1, width 64, dropout 0.5 (preset demo)": {"depth": 1, "width": 64, "dropout": 0.5},
     "small + feature noise 1.0": {"depth": 1, "width": 64, "dropout": 0.5, "feature_noise": 1.0},
-    "small + residual logits (demo)": {"depth": 1, "width": 64, "dropout": 0.5, "residual_logits": True},
+    "small + residual logits": {"depth": 1, "width": 64, "dropout": 0.5, "residual_logits": True},
 }
 
 
@@ -34,7 +33,9 @@ def main() -> None:
     import pandas as pd
 
     from abawkit.manifest import load_manifest
-    from abawkit.temporal.train import TemporalTrainConfig, train_temporal
+    from abawkit.config import build
+    from abawkit.temporal.config import TemporalTrainConfig
+    from abawkit.temporal.train import train_temporal
 
     manifest = load_manifest(args.manifest)
     rows = []
@@ -42,8 +43,10 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         for seed in args.seeds:
-            config = replace(TemporalTrainConfig(epochs=args.epochs, progress=False), seed=seed, **overrides)
-            summary = train_temporal(args.features, manifest, f"{args.out}/s{i}_seed{seed}", config)
+            config = build(TemporalTrainConfig, {"epochs": args.epochs, "progress": False, "seed": seed, **overrides,
+                                                 "features_dir": args.features, "manifest_dir": args.manifest,
+                                                 "out_dir": f"{args.out}/s{i}_seed{seed}"})
+            summary = train_temporal(config, manifest)
             f1 = {r["stage"]: r["macro_f1"] for r in summary["comparison"]}
             rows.append({"setting": name, "seed": seed, **f1})
             print(f"{name:<52} seed {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in f1.items()), flush=True)

@@ -1,7 +1,7 @@
 """Options added for the demo scale: the supervised warm-up of the semi-supervised algorithms
 (SemiSupConfig.unlabeled_warmup: no pseudo-label loss and no threshold / debiasing state change before it ends,
 the feedback teacher still learns, the count is part of the state) and the training videos left out for stage
-04 (TrainConfig.holdout_fraction)."""
+04 (the manifest's holdout column)."""
 
 from __future__ import annotations
 
@@ -77,31 +77,29 @@ def test_negative_warmup_is_an_error():
         preset("full", unlabeled_warmup=-1)
 
 
-def test_holdout_fraction_leaves_out_the_videos_stage_04_holds_out(tiny_demo, tiny_manifest, tmp_path):
+def test_the_frame_model_leaves_out_the_manifests_held_out_videos(tiny_demo, tiny_manifest, tmp_path):
     """The frame model must not see the subjects whose frames fit the post-processing (stage 04): otherwise the
     window and biases are tuned on memorised frames (on the demo: post-processing 0.63 < frame model 0.81)."""
     from helpers_semisup import truth_crops
 
+    from abawkit.manifest import build_manifest
     from abawkit.semisup.config import TrainConfig
     from abawkit.semisup.train import load_tables
-    from abawkit.temporal.train import split_holdout
 
+    held_manifest = build_manifest(tiny_demo, tmp_path / "manifest", progress=False, holdout_fraction=0.5, seed=3)
     crops = truth_crops(tiny_demo, tiny_manifest, tmp_path / "faces", size=32, splits=("Train_Set",))
-    base = TrainConfig(manifest=str(tiny_manifest.path), crops=str(crops), val_split="",
-                       semisup=preset("supervised"), seed=3)
-    everything = set(load_tables(base)[0]["video_id"])
-    kept = set(load_tables(base.with_(holdout_fraction=0.5))[0]["video_id"])
-    train_ids, held_ids = split_holdout(tiny_manifest, 0.5, 3)
-    assert held_ids and kept == set(train_ids) and everything == set(train_ids) | set(held_ids)
+    kw = dict(crops_dir=str(crops), val_split="", semisup=preset("supervised"))
+    everything = set(load_tables(TrainConfig(manifest_dir=str(tiny_manifest.path), **kw))[0]["video_id"])
+    kept = set(load_tables(TrainConfig(manifest_dir=str(held_manifest.path), **kw))[0]["video_id"])
+    held = set(held_manifest.video_ids("Train_Set", holdout=True))
+    assert held and kept == everything - held and not tiny_manifest.video_ids(holdout=True)
 
 
 def test_cli_options_reach_the_config():
-    import argparse
+    from abawkit.config import cli
+    from abawkit.semisup.config import TrainConfig
 
-    from abawkit.commands import train_frame
-
-    parser = argparse.ArgumentParser()
-    train_frame.register(parser.add_subparsers())
-    args = parser.parse_args("train-frame --input-norm per-image --unlabeled-warmup 5 --holdout-fraction 0.2".split())
-    cfg = train_frame.config_from_args(args)
-    assert (cfg.input_norm, cfg.holdout_fraction, cfg.semisup.unlabeled_warmup) == ("per-image", 0.2, 5)
+    cfg = cli(TrainConfig, "--input-norm per-image --unlabeled-warmup 5 --manifest m --crops c --out o".split(),
+              prog="train-frame")
+    assert (cfg.input_norm, cfg.semisup.unlabeled_warmup) == ("per-image", 5)
+    assert (cfg.manifest_dir, cfg.crops_dir, cfg.out_dir) == ("m", "c", "o")

@@ -42,7 +42,7 @@ def semisup_data(tiny_demo, tiny_manifest, tmp_path_factory):
 
 
 def _cfg(data, out, algorithm="supervised", **kw):
-    base = dict(out=str(out), labeled_csv=str(data["train"]), val_csv=str(data["val"]),
+    base = dict(out_dir=str(out), labeled_csv=str(data["train"]), val_csv=str(data["val"]),
                 unlabeled_dirs=(data["unlabeled"],), image_size=32, batch_size=16, workers=0, warmup_steps=5,
                 eval_every=20, ckpt_every=20, progress=False, lr=2e-3)
     base.update(kw)
@@ -130,19 +130,26 @@ def test_cli_help_and_bad_input(tmp_path):
 
 
 def test_config_yaml_and_switches_override_the_preset(tmp_path):
-    import argparse
-
-    from abawkit.commands import train_frame
+    from abawkit.config import cli
+    from abawkit.semisup.config import TrainConfig
 
     cfg_file = tmp_path / "frame.yaml"
     cfg_file.write_text("steps: 7\nunlabeled_dirs: [a, b]\nalgorithm: fixmatch\nsemisup: {tau: 0.9}\n")
-    parser = argparse.ArgumentParser()
-    train_frame.register(parser.add_subparsers())
-    args = parser.parse_args(["train-frame", "--config", str(cfg_file), "--threshold", "flexmatch", "--debias",
-                              "--steps", "9"])
-    cfg = train_frame.config_from_args(args)
+    cfg = cli(TrainConfig, ["--config", str(cfg_file), "--threshold", "flexmatch", "--debias", "--steps", "9"],
+              prog="train-frame")
     assert cfg.steps == 9 and cfg.unlabeled_dirs == ("a", "b")
     s = cfg.semisup
-    assert (s.algorithm, s.threshold, s.debias, s.feedback, s.tau) == ("fixmatch", "flexmatch", True, False, 0.9)
-    full = train_frame.config_from_args(parser.parse_args(["train-frame", "--no-feedback"])).semisup
+    assert (s.unlabeled, s.threshold, s.debias, s.feedback, s.tau) == (True, "flexmatch", True, False, 0.9)
+    full = cli(TrainConfig, ["--no-feedback"], prog="train-frame").semisup
     assert (full.threshold, full.debias, full.feedback, full.unlabeled) == ("self-adaptive", True, False, True)
+
+
+def test_algorithm_is_a_preset_of_the_switches_never_stored():
+    """``algorithm`` expands into the switches; a switch given beside it wins (no silent FixMatch)."""
+    from abawkit.config import build
+    from abawkit.semisup.config import SemiSupConfig
+
+    assert build(SemiSupConfig, {"algorithm": "supervised"}).name == "supervised"
+    mixed = build(SemiSupConfig, {"algorithm": "supervised", "unlabeled": True})
+    assert mixed.unlabeled and mixed.threshold == "fixed" and mixed.name == "fixmatch+fixed"
+    assert "algorithm" not in {f for f in SemiSupConfig.__dataclass_fields__}

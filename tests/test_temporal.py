@@ -17,7 +17,10 @@ from abawkit.manifest import Manifest
 from abawkit.postprocess import PostProcess, fast_macro_f1, fill_no_face, fit_postprocess, smooth, tune_bias
 from abawkit.temporal.model import TemporalConfig, build_temporal_model
 from abawkit.temporal.predict import predict_logits, predict_split
-from abawkit.temporal.train import TemporalTrainConfig, train_temporal
+from abawkit.config import build
+from abawkit.manifest import holdout_groups
+from abawkit.temporal.config import TemporalTrainConfig
+from abawkit.temporal.train import train_temporal
 from conftest import REPO
 
 torch.set_num_threads(1)  # 2 threads on shared cores spin-wait: 50x slower here
@@ -26,8 +29,8 @@ torch.set_num_threads(1)  # 2 threads on shared cores spin-wait: 50x slower here
 # ------------------------------------------------------------------------------------------------ model
 def _model(window=16, dim=8, residual=False):
     torch.manual_seed(0)
-    return build_temporal_model(TemporalConfig(in_dim=dim, window=window, depth=2, heads=2, width=16, dropout=0.0,
-                                               residual_logits=residual)).eval()
+    return build_temporal_model(TemporalConfig(window=window, depth=2, heads=2, width=16, dropout=0.0,
+                                               residual_logits=residual), in_dim=dim).eval()
 
 
 def test_masked_frame_features_reach_no_other_frame():
@@ -99,6 +102,7 @@ def _synthetic(root: Path, n_train=10, n_val=4, n=160, dim=12, seed=0):
         logits[~face] = 0
         save_npz(root / "features" / f"{vid}.npz", embeddings=x.astype(np.float16), has_face=face, logits=logits)
     videos = pd.DataFrame(vids)
+    videos["holdout"] = videos["video_name"].isin(holdout_groups(videos, 0.2, seed))
     frames = pd.DataFrame([{"video_id": vid, "frame": k + 1, "label": int(lab)} for vid, (_, _, y) in feats.items()
                            for k, lab in enumerate(y)])
     return Manifest(path=root, root=root, videos=videos, frames=frames), root / "features"
@@ -109,9 +113,10 @@ def synthetic_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     manifest, features = _synthetic(root)
     out = root / "temporal"
-    config = TemporalTrainConfig(window=32, depth=1, heads=2, width=32, dropout=0.1, epochs=25, batch_size=16,
-                                 lr=3e-3, holdout_fraction=0.2, progress=False, label_smoothing=0.0)
-    summary = train_temporal(features, manifest, out, config)
+    config = build(TemporalTrainConfig, dict(window=32, depth=1, heads=2, width=32, dropout=0.1, epochs=25,
+                                             batch_size=16, lr=3e-3, progress=False, label_smoothing=0.0,
+                                             features_dir=str(features), out_dir=str(out)))
+    summary = train_temporal(config, manifest)
     return manifest, features, out, summary
 
 

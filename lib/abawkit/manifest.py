@@ -1,6 +1,6 @@
 """Find and check an Aff-Wild2 tree: which subjects, splits, videos, crops and labels it holds.
 
-``build_manifest`` walks a release tree (SPEC section 1) and writes ``videos.csv`` (one row per subject),
+``build_manifest`` walks a release tree (the layout of the Aff-Wild2 release: README "Running on the real Aff-Wild2") and writes ``videos.csv`` (one row per subject),
 ``frames.parquet`` (one row per frame) and a summary; ``load_manifest`` reads them back for every later stage.
 Problems with the data (missing video, frame-count mismatch, unreadable video) are collected in the
 ``problems`` column; malformed annotation files are errors naming the file and line.
@@ -12,6 +12,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, ClassVar
+
+import tyro
 
 import numpy as np
 import pandas as pd
@@ -29,7 +32,35 @@ CROP_FOLDERS = {"cropped_aligned": "cropped_aligned_dir", "cropped": "cropped_di
 COUNT_COLUMNS = [f"count_{c}" for c in CLASSES]
 VIDEO_COLUMNS = ["video_id", "split", "side", "video_name", "video_path", "annotation_path", "n_frames",
                  "n_labeled", *COUNT_COLUMNS, "container_frames", "fps", "width", "height",
-                 "cropped_dir", "cropped_aligned_dir", "problems"]
+                 "cropped_dir", "cropped_aligned_dir", "holdout", "problems"]
+
+
+@dataclass(frozen=True)
+class ManifestConfig:
+    """Find, in the Aff-Wild2 release layout, the EXPR annotation files (EXPR_Recognition_Challenge or
+    EXPR_Classification_Challenge) and their split, the video of each subject (batch folders, .mp4 or .avi,
+    _left/_right stripped), the organizers' cropped/cropped_aligned folders, the test-set list and example file.
+    Writes OUT/videos.csv (one row per subject, with holdout and problems columns), OUT/frames.parquet (one row
+    per frame), OUT/summary.txt and OUT/manifest.json. Data problems (missing or unreadable video, frame-count
+    mismatch) are recorded, not fatal; a malformed annotation file is an error naming the file and line."""
+
+    affwild2_root: Annotated[str, tyro.conf.arg(name="affwild2", metavar="ROOT")] = "data/demo"
+    """root folder of the Aff-Wild2 tree (holding annotations/ and the batch*/ video folders)"""
+    manifest_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "data_manifests/demo"
+    """manifest folder to write, e.g. data_manifests/affwild2"""
+    probe: bool = True
+    """open the videos (--no-probe: faster; container frame counts, fps and size stay 0)"""
+    holdout_fraction: float = 0.0
+    """share of the Train_Set videos held out of the frame model and the temporal encoder, on which the
+    post-processing is fitted (both sides of a two-person video together)"""
+    seed: int = 0
+    """random seed of the held-out videos"""
+
+    PRESETS: ClassVar[dict[str, dict]] = {"demo": dict(holdout_fraction=0.2)}
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in [0, 1) (got {self.holdout_fraction})")
 
 
 class ManifestError(ValueError):
@@ -47,8 +78,12 @@ class Manifest:
     info: dict = field(default_factory=dict)
     _labels: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
-    def video_ids(self, split: str | None = None) -> list[str]:
+    def video_ids(self, split: str | None = None, holdout: bool | None = None) -> list[str]:
+        """Subjects of ``split`` (all when None); ``holdout`` True/False keeps only the held-out Train_Set
+        subjects or only the others (the ``holdout`` column chosen by ``abawkit manifest --holdout-fraction``)."""
         rows = self.videos if split is None else self.videos[self.videos["split"] == split]
+        if holdout is not None:
+            rows = rows[rows["holdout"] == holdout]
         return rows["video_id"].tolist()
 
     def row(self, video_id: str) -> pd.Series:
@@ -125,9 +160,24 @@ def _find_crop_roots(root: Path) -> dict[str, Path]:
     return out
 
 
+def holdout_groups(videos: pd.DataFrame, fraction: float, seed: int) -> set[str]:
+    """The source videos (``video_name``) whose Train_Set subjects are held out: ``round(fraction * n)`` of the
+    n training videos, at least one and never all, drawn with ``seed``; both sides of a two-person video share
+    a name, so they stay together. Nothing is held out for a fraction of 0 or fewer than two videos."""
+    groups = sorted(videos.loc[videos["split"] == "Train_Set", "video_name"].astype(str).unique())
+    if fraction <= 0 or len(groups) < 2:
+        return set()
+    k = min(len(groups) - 1, max(1, int(round(fraction * len(groups)))))
+    return set(np.random.default_rng(seed).choice(groups, size=k, replace=False).tolist())
+
+
 def build_manifest(root: str | os.PathLike, out: str | os.PathLike | None = None, probe_videos: bool = True,
-                   progress: bool = True) -> Manifest:
+                   progress: bool = True, holdout_fraction: float = 0.0, seed: int = 0) -> Manifest:
     """Scan an Aff-Wild2 tree and (when ``out`` is given) write its manifest there.
+
+    ``holdout_fraction`` of the Train_Set videos (drawn with ``seed``, see :func:`holdout_groups`) are marked
+    in the ``holdout`` column: the frame model and the temporal encoder leave them out, and the post-processing
+    is fitted on them, so that it is fitted on frames no model has seen.
 
     The annotation line count (or, for test videos, the example file's rows) is the source of truth for a
     subject's frame count; the container's count is recorded beside it and every disagreement is a problem.
@@ -207,6 +257,8 @@ def build_manifest(root: str | os.PathLike, out: str | os.PathLike | None = None
         frame_tables.append(pd.DataFrame({"video_id": vid, "frame": np.arange(1, lab.size + 1, dtype=np.int32),
                                           "label": lab.astype(np.int8), "split": split}))
     table = pd.DataFrame(rows, columns=VIDEO_COLUMNS)
+    held = holdout_groups(table, holdout_fraction, seed)
+    table["holdout"] = (table["split"] == "Train_Set") & table["video_name"].astype(str).isin(held)
     frames = (pd.concat(frame_tables, ignore_index=True) if frame_tables
               else pd.DataFrame({"video_id": [], "frame": [], "label": [], "split": []}))
     frames["video_id"] = frames["video_id"].astype("category")
@@ -217,6 +269,7 @@ def build_manifest(root: str | os.PathLike, out: str | os.PathLike | None = None
         "test_list": _rel(test_list, root),
         "example_file": _rel(example, root),
         "crop_roots": {k: _rel(v, root) for k, v in crop_roots.items()},
+        "holdout": {"fraction": holdout_fraction, "seed": seed},
     }
     manifest = Manifest(Path(out) if out else root, root.resolve(), _absolute(table, root.resolve()), frames,
                         info_doc)
@@ -252,6 +305,9 @@ def load_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
     videos = pd.read_csv(path / "videos.csv", keep_default_na=False, dtype={"video_id": str, "side": str})
     frames = pd.read_parquet(path / "frames.parquet")
     frames["video_id"] = frames["video_id"].astype(str)
+    if "holdout" not in videos:  # written before the column existed: nothing held out
+        videos["holdout"] = False
+    videos["holdout"] = videos["holdout"].astype(str).str.lower().isin(("true", "1"))
     return Manifest(path, tree, _absolute(videos, tree), frames, info)
 
 
@@ -265,6 +321,10 @@ def summarize(manifest: Manifest) -> str:
         shares = ", ".join(f"{c} {s:.1%}" for c, s in zip(CLASSES, share)) if counts.sum() else "no labels"
         lines.append(f"{split}: {len(grp)} subjects, {int(grp['n_frames'].sum())} frames, "
                      f"{int(grp['n_labeled'].sum())} labeled ({shares})")
+    held = v[v["holdout"]]
+    if len(held):
+        lines.append(f"held out of Train_Set (post-processing fold): {len(held)} subjects, "
+                     f"{int(held['n_frames'].sum())} frames ({', '.join(held['video_id'])})")
     n_prob = int((v["problems"] != "").sum())
     lines.append(f"problems: {n_prob} subject(s)" + (" (see the problems column of videos.csv)" if n_prob else ""))
     return "\n".join(lines)

@@ -1,56 +1,81 @@
-"""Typed configuration of a semi-supervised run: the algorithm's parts (:class:`SemiSupConfig`) and the
-training loop's data, model and optimization (:class:`TrainConfig`), with the presets of ``--algorithm``."""
+"""Settings of the frame-model stage (``abawkit train-frame``, notebook 02): the semi-supervised method's parts
+(:class:`SemiSupConfig`, with the ``algorithm`` presets) and the run's data, model and optimization
+(:class:`TrainConfig`, with the ``demo`` and ``gpu`` presets). Torch-free, so that ``--help`` stays fast."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-THRESHOLDS = ("fixed", "self-adaptive", "flexmatch")
-ALGORITHMS = ("supervised", "fixmatch", "full")
+import tyro
+
+Threshold = Literal["fixed", "self-adaptive", "flexmatch"]
+THRESHOLDS = get_args(Threshold)
+
+#: ``--algorithm``: a name for a set of switches, expanded before the explicit settings apply; never stored.
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    "supervised": dict(unlabeled=False, threshold="fixed", debias=False, feedback=False),
+    "fixmatch": dict(unlabeled=True, threshold="fixed", debias=False, feedback=False),
+    "full": dict(unlabeled=True, threshold="self-adaptive", debias=True, feedback=True),
+}
+ALGORITHMS = tuple(ALGORITHM_PRESETS)
 
 
 @dataclass(frozen=True)
 class SemiSupConfig:
-    """The parts of the algorithm; ``--algorithm`` picks a preset and the switches override it one by one.
+    """The parts of the method. ``unlabeled=False`` is the supervised baseline (class-uniform labeled batches
+    only). Otherwise a teacher pseudo-labels weak views and the student learns from strong views: the teacher is
+    the EMA of the student unless ``feedback`` (Meta Pseudo Labels, Pham et al. 2021), where it is a separate
+    network trained with the student's feedback."""
 
-    ``unlabeled=False`` is the supervised baseline (class-uniform labeled batches only). Otherwise a teacher
-    pseudo-labels weak views and the student learns from strong views: the teacher is the EMA of the student
-    unless ``feedback`` (SPEC 5.5), where it is a separate network trained with the student's feedback.
-    """
+    SELECTORS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {"algorithm": ALGORITHM_PRESETS}
 
-    algorithm: str = "full"
     unlabeled: bool = True
-    threshold: str = "self-adaptive"  # fixed | self-adaptive (FreeMatch, SPEC 5.3) | flexmatch
-    debias: bool = True  # SPEC 5.4
-    feedback: bool = True  # SPEC 5.5
-    tau: float = 0.95  # fixed threshold, and the FlexMatch base threshold
-    threshold_momentum: float = 0.999  # lambda of the self-adaptive threshold
-    debias_strength: float = 0.5  # tau_d of DebiasPL (1.0 in the original paper)
-    debias_momentum: float = 0.999  # m of the marginal p_hat
-    ema_decay: float = 0.999  # EMA teacher (fixmatch) and the evaluated EMA of the student
-    lambda_u: float = 1.0  # weight of the unlabeled loss
-    uratio: int = 2  # unlabeled images per labeled image in a step
-    # Our choice (the papers leave it open): the feedback student still learns from its labeled batch too;
-    # 0 gives Meta Pseudo Labels' pure variant where the student learns only from the teacher's labels.
+    """learn from unlabeled faces (False: the supervised baseline)"""
+    threshold: Threshold = "self-adaptive"
+    """pseudo-label threshold: fixed | self-adaptive (FreeMatch, Wang et al. 2023) | flexmatch (Zhang et al. 2021)"""
+    debias: bool = True
+    """debiased pseudo-labels and adaptive margin (DebiasPL, Wang et al. 2022)"""
+    feedback: bool = True
+    """a separate teacher trained with the student's feedback (Meta Pseudo Labels)"""
+    tau: float = 0.95
+    """fixed threshold, and the FlexMatch base threshold"""
+    threshold_momentum: float = 0.999
+    """lambda of the self-adaptive threshold's moving averages (with a few hundred steps it barely leaves 1/C: try 0.99)"""
+    debias_strength: float = 0.5
+    """tau_d of the debiasing: logits minus tau_d * log(marginal) (1.0 in DebiasPL)"""
+    debias_momentum: float = 0.999
+    """m of the moving marginal of the teacher's predictions"""
+    ema_decay: float = 0.999
+    """EMA of the student: the fixmatch teacher and the evaluated model"""
+    lambda_u: float = 1.0
+    """weight of the unlabeled loss"""
+    uratio: int = 2
+    """unlabeled images per labeled image in a step"""
+    # Our choice (the papers leave it open): 0 gives Meta Pseudo Labels' pure variant.
     student_labeled_weight: float = 1.0
-    teacher_consistency: float = 1.0  # weight of the teacher's consistency term in the feedback loop
-    # Our choice: supervised steps before the unlabeled parts start (the student, and the feedback teacher, learn
-    # from labeled batches only; thresholds and p_hat are not updated). A from-scratch teacher pseudo-labels
-    # noise at first; at demo scale (a few hundred CPU steps) those labels cost more than they give.
+    """weight of the labeled loss of the feedback student (0: it learns from the teacher's labels only)"""
+    teacher_consistency: float = 1.0
+    """weight of the teacher's consistency term in the feedback loop"""
+    # Our choice: a from-scratch teacher pseudo-labels noise at first; at demo scale (a few hundred CPU steps)
+    # those labels cost more than they give.
     unlabeled_warmup: int = 0
+    """supervised steps before pseudo-labels, thresholds, debiasing and feedback start"""
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {self.algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
-        if self.unlabeled_warmup < 0:
-            raise ValueError(f"unlabeled_warmup {self.unlabeled_warmup}: expected 0 or more steps")
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold {self.threshold!r}: expected one of {', '.join(THRESHOLDS)}")
+        if self.unlabeled_warmup < 0:
+            raise ValueError(f"unlabeled_warmup {self.unlabeled_warmup}: expected 0 or more steps")
+        if self.uratio < 1:
+            raise ValueError(f"uratio {self.uratio}: expected 1 or more unlabeled images per labeled image")
+        for name in ("tau", "threshold_momentum", "debias_momentum", "ema_decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} {getattr(self, name)}: expected a value in [0, 1]")
 
     @property
     def name(self) -> str:
-        """A short label of the parts actually switched on (for tables)."""
+        """A short label of the parts switched on (for tables and messages)."""
         if not self.unlabeled:
             return "supervised"
         parts = ["fixmatch" if not self.feedback else "feedback", self.threshold]
@@ -59,65 +84,132 @@ class SemiSupConfig:
         return "+".join(parts)
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "supervised": dict(unlabeled=False, threshold="fixed", debias=False, feedback=False),
-    "fixmatch": dict(unlabeled=True, threshold="fixed", debias=False, feedback=False),
-    "full": dict(unlabeled=True, threshold="self-adaptive", debias=True, feedback=True),
-}
-
-
 def preset(algorithm: str, **overrides: Any) -> SemiSupConfig:
-    """The preset of ``algorithm`` with ``overrides`` (None values are ignored, so CLI switches pass through)."""
-    if algorithm not in PRESETS:
-        raise ValueError(f"algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
-    values = {**PRESETS[algorithm], **{k: v for k, v in overrides.items() if v is not None}}
-    return SemiSupConfig(algorithm=algorithm, **values)
+    """The switches of ``algorithm`` with ``overrides`` (None values are ignored)."""
+    from ..config import build
+
+    return build(SemiSupConfig, {"algorithm": algorithm, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+DEMO_DATA = dict(manifest_dir="data_manifests/demo", crops_dir="data/faces/demo/cropped_aligned",
+                 unlabeled_dirs=("data/demo/unlabeled_faces",), out_dir="runs/demo/frame_model")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Data, model and optimization of one run. Labeled data: ``labeled_csv`` or ``manifest`` + ``crops``."""
+    """Train a timm backbone with an 8-class head on labeled face crops (a manifest + crops folder, or any CSV of
+    path,label) and, unless --algorithm supervised, on unlabeled faces (any folders, recursively): class-uniform
+    labeled batches, a teacher that pseudo-labels weak views, class- and stage-adaptive thresholds, debiased
+    pseudo-labels and feedback from the student. The manifest's held-out Train_Set videos are left out (the
+    temporal stage fits its post-processing on them). Writes OUT/best.pt, OUT/last.pt (resumable),
+    OUT/metrics.csv, OUT/curves.png and OUT/run_record.json; prints the final and best validation macro F1 last.
+    Several processes: torchrun --standalone --nproc_per_node=N -m abawkit.cli train-frame ..."""
 
-    out: str = "runs/demo/frame_model"
-    labeled_csv: str | None = None
-    manifest: str | None = None
-    crops: str | None = None
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # A few minutes on 2 CPU cores: mostly supervised steps, the unlabeled parts join for the last quarter;
+        # per-image input standardization removes the demo videos' colour casts (docs/semisup.md "Demo settings").
+        "demo": dict(DEMO_DATA, backbone="resnet10t", image_size=64, input_norm="per-image", steps=300,
+                     batch_size=32, unlabeled_warmup=225, uratio=1, workers=1),
+        # Aff-Wild2 on a GPU: about 2 passes over the 1M labeled training frames at batch 64 (loose crops).
+        "gpu": dict(manifest_dir="data_manifests/affwild2", crops_dir="data/faces/affwild2/cropped",
+                    unlabeled_dirs=("data/unlabeled_faces",), out_dir="runs/affwild2/frame_model",
+                    backbone="convnext_tiny", image_size=224, steps=30000, batch_size=64, workers=8),
+    }
+
+    # data
+    labeled_csv: Annotated[str | None, tyro.conf.arg(metavar="CSV")] = None
+    """CSV with columns path,label (label 0..7 or class name; paths relative to the CSV's folder), instead of
+    --manifest/--crops (e.g. AffectNet)"""
+    manifest_dir: Annotated[str | None, tyro.conf.arg(name="manifest", metavar="DIR")] = None
+    """manifest folder (abawkit manifest): its Train_Set frames are the labeled data"""
+    crops_dir: Annotated[str | None, tyro.conf.arg(name="crops", metavar="DIR")] = None
+    """folder of <video_id>/00001.jpg face crops (cropped_aligned or cropped)"""
     train_split: str = "Train_Set"
-    unlabeled_dirs: tuple[str, ...] = ()
-    val_csv: str | None = None
+    """manifest split trained on"""
+    unlabeled_dirs: Annotated[tuple[str, ...], tyro.conf.arg(name="unlabeled-dir", metavar="DIR"),
+                              tyro.conf.UseAppendAction] = ()
+    """folder of unlabeled face images, searched recursively (repeatable)"""
+    val_csv: Annotated[str | None, tyro.conf.arg(metavar="CSV")] = None
+    """validation CSV path,label (default: the manifest's --val-split frames)"""
     val_split: str = "Validation_Set"
-    frame_stride: int = 1  # keep every k-th labeled frame of a video (consecutive frames are near-duplicates)
+    """manifest split used for validation"""
+    frame_stride: int = 1
+    """keep every k-th labeled frame of a video (consecutive frames are near-duplicates)"""
     val_stride: int = 1
-    # Training videos left out of the frame model so that stage 04 fits its post-processing (window, biases) on
-    # frames the frame model never saw; same fraction and seed as stage 04's holdout (temporal.train.split_holdout).
-    # 0: train on every Train_Set video. Manifest data only (ignored with labeled_csv).
-    holdout_fraction: float = 0.0
-    backbone: str = "resnet10t"
-    pretrained: bool = False
-    weights: str | None = None
-    image_size: int = 112
-    drop_rate: float = 0.0
-    input_norm: str = "none"  # none | per-image (FrameModelConfig.input_norm)
-    steps: int = 1000
-    batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 50
-    clip_grad: float = 5.0
-    eval_every: int = 100
-    ckpt_every: int = 100
-    seed: int = 0
+    """keep every k-th validation frame of a video"""
     workers: int = 2
-    resume: bool = False
-    progress: bool = True
+    """data-loader processes per rank"""
+    # method
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
+    # model
+    backbone: str = "resnet10t"
+    """timm model name (convnext_tiny on a GPU)"""
+    pretrained: bool = False
+    """timm pretrained weights (needs them in the local cache)"""
+    weights: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
+    """local backbone weights file (.pth/.pt/.safetensors)"""
+    image_size: int = 112
+    """input side in pixels"""
+    drop_rate: float = 0.0
+    """dropout before the classifier"""
+    input_norm: Literal["none", "per-image"] = "none"
+    """per-image: standardize each crop per channel inside the model, removing per-video colour casts and
+    lighting (for a backbone trained from scratch); none: dataset mean/std only (pretrained weights expect it)"""
+    # optimization
+    steps: int = 1000
+    """training steps"""
+    batch_size: int = 32
+    """labeled images per step and rank"""
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    """optimizer (timm's factory)"""
+    lr: float = 1e-3
+    """peak learning rate"""
+    weight_decay: float = 0.05
+    """weight decay (not on norms and biases)"""
+    warmup_steps: int | None = None
+    """linear learning-rate warm-up before the cosine decay (None: steps / 10)"""
+    clip_grad: float = 5.0
+    """gradient-norm clipping"""
+    eval_every: int | None = None
+    """validate every N steps (None: six times in the run)"""
+    ckpt_every: int | None = None
+    """write last.pt every N steps (None: six times in the run)"""
+    # run
+    out_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "runs/demo/frame_model"
+    """output folder"""
+    resume: bool = False
+    """continue from OUT/last.pt (step, optimizer, algorithm state)"""
+    seed: int = 0
+    """random seed"""
+    progress: bool = True
+    """progress bar"""
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer {self.optimizer!r}: expected adamw or sgd")
+        if self.input_norm not in ("none", "per-image"):
+            raise ValueError(f"input_norm {self.input_norm!r}: expected none or per-image")
         if self.steps < 1 or self.batch_size < 1 or self.image_size < 16:
-            raise ValueError("steps and batch_size must be positive and image_size at least 16")
+            raise ValueError(f"steps ({self.steps}) and batch_size ({self.batch_size}) must be positive and "
+                             f"image_size ({self.image_size}) at least 16")
+        for name in ("warmup_steps", "eval_every", "ckpt_every"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "warmup_steps" else 1):
+                raise ValueError(f"{name} {value}: expected a positive number of steps, or None")
+        if self.workers < 0 or self.frame_stride < 1 or self.val_stride < 1:
+            raise ValueError("workers must be >= 0 and frame_stride, val_stride >= 1")
+
+    @property
+    def lr_warmup_steps(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 10)
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or max(1, self.steps // 6)
+
+    @property
+    def ckpt_interval(self) -> int:
+        return self.ckpt_every or max(1, self.steps // 6)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -126,17 +218,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        values = dict(data)
-        if isinstance(values.get("semisup"), dict):
-            semi = values["semisup"]
-            values["semisup"] = SemiSupConfig(**semi)
-        if "unlabeled_dirs" in values:
-            values["unlabeled_dirs"] = tuple(values["unlabeled_dirs"] or ())
-        return cls(**values)
+        """From :meth:`to_dict` (a checkpoint or a run record); unknown names are an error naming them."""
+        from ..config import from_dict
+
+        return from_dict(cls, data)
 
     def with_(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)

@@ -54,36 +54,29 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
     from .data import DataError
 
     manifest = None
-    if cfg.manifest:
+    if cfg.manifest_dir:
         from ..manifest import load_manifest
 
-        manifest = load_manifest(cfg.manifest)
+        manifest = load_manifest(cfg.manifest_dir)
     if cfg.labeled_csv:
         train = frames_from_csv(cfg.labeled_csv)
-    elif manifest is not None and cfg.crops:
-        train = frames_from_manifest(manifest, cfg.crops, cfg.train_split, cfg.frame_stride)
-        if cfg.holdout_fraction > 0:
-            train = train[~train["video_id"].isin(holdout_videos(manifest, cfg))].reset_index(drop=True)
+    elif manifest is not None and cfg.crops_dir:
+        train = frames_from_manifest(manifest, cfg.crops_dir, cfg.train_split, cfg.frame_stride)
+        # the temporal stage fits its post-processing on these videos: they must be unseen
+        train = train[~train["video_id"].isin(manifest.video_ids(holdout=True))].reset_index(drop=True)
     else:
         raise DataError("give the labeled data: --labeled-csv FILE, or --manifest DIR with --crops DIR")
     if cfg.val_csv:
         val = frames_from_csv(cfg.val_csv)
-    elif manifest is not None and cfg.crops and cfg.val_split:
-        val = frames_from_manifest(manifest, cfg.crops, cfg.val_split, cfg.val_stride)
+    elif manifest is not None and cfg.crops_dir and cfg.val_split:
+        val = frames_from_manifest(manifest, cfg.crops_dir, cfg.val_split, cfg.val_stride)
     else:
         val = None
     unl = unlabeled_images(cfg.unlabeled_dirs) if cfg.semisup.unlabeled else []
     if cfg.semisup.unlabeled and not unl:
-        raise DataError(f"algorithm {cfg.semisup.algorithm!r} needs unlabeled faces: pass --unlabeled-dir FOLDER "
+        raise DataError(f"{cfg.semisup.name} needs unlabeled faces: pass --unlabeled-dir FOLDER "
                         f"(none found under {list(cfg.unlabeled_dirs)}), or use --algorithm supervised")
     return train, val, unl
-
-
-def holdout_videos(manifest, cfg: TrainConfig) -> list[str]:
-    """The Train_Set subjects stage 04 holds out for its post-processing (same fraction and seed), left out here."""
-    from ..temporal.train import split_holdout
-
-    return split_holdout(manifest, cfg.holdout_fraction, cfg.seed)[1]  # [] when the fraction is 0
 
 
 def lr_lambda(warmup: int, total: int):
@@ -148,7 +141,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         own_group = True
     rank = D.rank()
     device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out)
+    out = Path(cfg.out_dir)
     semi = cfg.semisup
     try:
         train_table, val_table, unl_paths = load_tables(cfg)
@@ -167,7 +160,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
         student_ddp = wrap(student)
         optimizer = make_optimizer(cfg, student.parameters())
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.lr_warmup_steps, cfg.steps))
         ema = EMA(student, semi.ema_decay)
 
         def student_step(loss: torch.Tensor) -> None:
@@ -182,7 +175,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         ctx = Context(student=student_ddp, student_step=student_step, ema=ema, autocast=lambda: autocast(device),
                       make_optimizer=lambda params: make_optimizer(cfg, params),
                       make_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-                          opt, lr_lambda(cfg.warmup_steps, cfg.steps)),
+                          opt, lr_lambda(cfg.lr_warmup_steps, cfg.steps)),
                       wrap=wrap, clip_grad=cfg.clip_grad)
         algo = build_algorithm(semi, ctx, NUM_CLASSES, len(unl_paths))
 
@@ -273,7 +266,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             for k, v in stats.items():
                 running.setdefault(k, []).append(v)
             done = step + 1
-            if done % cfg.eval_every == 0 or done == cfg.steps:
+            if done % cfg.eval_interval == 0 or done == cfg.steps:
                 row = {"step": done, "lr": scheduler.get_last_lr()[0],
                        **{k: float(np.mean(v)) for k, v in running.items()}}
                 running = {}
@@ -287,7 +280,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         checkpoint(done, "best.pt")
                     write_csv(out / "metrics.csv", pd.DataFrame(history).reindex(columns=METRIC_COLUMNS))
                     bar.set_postfix(loss=f"{row['loss']:.3f}", f1=f"{f:.3f}" if (f := row.get("val_macro_f1")) is not None else "-")
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if done % cfg.ckpt_interval == 0 or done == cfg.steps:
                 if rank == 0:
                     checkpoint(done, "last.pt")
                 D.barrier()  # the other ranks wait for validation and the checkpoint

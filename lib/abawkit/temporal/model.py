@@ -7,7 +7,7 @@ features never reach another frame, yet every frame (face or not) gets a predict
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -16,29 +16,9 @@ from torch import nn
 
 from ..io import load_checkpoint
 from ..labels import NUM_CLASSES
+from .config import TemporalConfig
 
 CHECKPOINT_FORMAT = "abawkit-temporal/1"
-
-
-@dataclass(frozen=True)
-class TemporalConfig:
-    in_dim: int
-    window: int = 64
-    stride: int | None = None  # training stride; None: window // 2
-    depth: int = 2
-    heads: int = 4
-    width: int = 128
-    dropout: float = 0.1
-    residual_logits: bool = False  # add the frame model's logits (times a learned scale) to the output
-
-    @property
-    def train_stride(self) -> int:
-        return max(1, self.stride or self.window // 2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TemporalConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def sinusoidal(length: int, width: int, device=None) -> torch.Tensor:
@@ -53,13 +33,13 @@ def sinusoidal(length: int, width: int, device=None) -> torch.Tensor:
 class TemporalEncoder(nn.Module):
     """``forward(x (B,T,D), has_face (B,T) bool, frame_logits (B,T,8) | None) -> logits (B,T,8)``."""
 
-    def __init__(self, config: TemporalConfig):
+    def __init__(self, config: TemporalConfig, in_dim: int):
         super().__init__()
-        self.config = config
+        self.config, self.in_dim = config, in_dim
         # Feature standardization fitted on the training frames; buffers so checkpoints carry them.
-        self.register_buffer("feat_mean", torch.zeros(config.in_dim))
-        self.register_buffer("feat_std", torch.ones(config.in_dim))
-        self.proj = nn.Linear(config.in_dim, config.width)
+        self.register_buffer("feat_mean", torch.zeros(in_dim))
+        self.register_buffer("feat_std", torch.ones(in_dim))
+        self.proj = nn.Linear(in_dim, config.width)
         self.no_face = nn.Parameter(torch.zeros(config.width))
         self.drop = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(config.width, config.heads, dim_feedforward=4 * config.width,
@@ -89,14 +69,14 @@ class TemporalEncoder(nn.Module):
         return out
 
 
-def build_temporal_model(config: TemporalConfig) -> TemporalEncoder:
-    return TemporalEncoder(config)
+def build_temporal_model(config: TemporalConfig, in_dim: int) -> TemporalEncoder:
+    return TemporalEncoder(config, in_dim)
 
 
 def save_temporal_checkpoint(path, model: TemporalEncoder, **extra: Any):
     from ..io import atomic_path
 
-    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config),
+    payload = {"format": CHECKPOINT_FORMAT, "config": {**asdict(model.config), "in_dim": model.in_dim},
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -107,6 +87,8 @@ def load_temporal_model(path, device: str | torch.device = "cpu") -> tuple[Tempo
     """Rebuild a temporal encoder from a checkpoint (``torch.load(weights_only=True)``), in eval mode."""
     payload = load_checkpoint(path, CHECKPOINT_FORMAT, "temporal checkpoint",
                               "train one with abawkit train-temporal (notebook 04)")
-    model = TemporalEncoder(TemporalConfig.from_dict(payload["config"]))
+    arch = dict(payload["config"])
+    in_dim = int(arch.pop("in_dim"))
+    model = TemporalEncoder(TemporalConfig(**arch), in_dim)
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload

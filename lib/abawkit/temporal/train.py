@@ -3,54 +3,14 @@ and compare frame model / + temporal encoder / + post-processing on the validati
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..labels import CLASSES, IGNORE
-
-
-@dataclass(frozen=True)
-class TemporalTrainConfig:
-    window: int = 64
-    stride: int | None = None  # None: window // 2
-    depth: int = 2
-    heads: int = 4
-    width: int = 128
-    dropout: float = 0.1
-    residual_logits: bool = False
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    loss_weight_power: float = 0.5  # class weights = inverse frequency ** power (0 = plain cross-entropy)
-    balanced_sampling: bool = False  # class-balanced window sampling instead of loss weights
-    label_smoothing: float = 0.1
-    # Augmentations (ours): the frame model has seen the training frames, so their embeddings are cleaner
-    # than validation/test ones; noise and dropped frames make the encoder lean on temporal context.
-    feature_noise: float = 0.5  # Gaussian noise, in units of each feature's standard deviation
-    frame_drop: float = 0.2  # share of face frames turned into no-face frames per training window
-    holdout_fraction: float = 0.2  # share of training videos kept out to fit the post-processing
-    seed: int = 0
-    threads: int = 1  # torch CPU threads; >1 only on an otherwise idle machine (OpenMP spin-waits when cores are shared)
-    progress: bool = True
-
-
-def split_holdout(manifest, fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Training subjects split into (train, held-out) by source video, so both sides of a two-person video
-    stay together. With fewer than two videos nothing is held out."""
-    rows = manifest.videos[manifest.videos["split"] == "Train_Set"]
-    groups = sorted(rows["video_name"].astype(str).unique())
-    if fraction <= 0 or len(groups) < 2:
-        return rows["video_id"].tolist(), []
-    rng = np.random.default_rng(seed)
-    k = min(len(groups) - 1, max(1, int(round(fraction * len(groups)))))
-    held = set(rng.choice(groups, size=k, replace=False).tolist())
-    in_held = rows["video_name"].astype(str).isin(held)
-    return rows.loc[~in_held, "video_id"].tolist(), rows.loc[in_held, "video_id"].tolist()
+from .config import TemporalTrainConfig
 
 
 def _probs(model, videos) -> list[np.ndarray]:
@@ -66,10 +26,11 @@ def _report(videos, probs):
     return f1_report(y, np.concatenate(probs).argmax(1))
 
 
-def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.PathLike,
-                   config: TemporalTrainConfig = TemporalTrainConfig()) -> dict:
+def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     """Train, keep ``best.pt`` (by validation macro F1) and ``last.pt``, write ``metrics.csv``,
-    ``postprocess.json``, ``comparison.csv`` and ``run_record.json`` under ``out_dir``; return a summary."""
+    ``postprocess.json``, ``comparison.csv`` and ``run_record.json`` under ``config.out_dir``; return a summary.
+
+    ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already."""
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
     from tqdm.auto import tqdm
@@ -79,14 +40,17 @@ def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.
     from ..predictions import save_video_predictions  # noqa: F401  (same format downstream)
     from ..runinfo import save_run_record
     from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, load_videos
-    from .model import TemporalConfig, build_temporal_model, load_temporal_model, save_temporal_checkpoint
+    from ..manifest import load_manifest
+    from .model import build_temporal_model, load_temporal_model, save_temporal_checkpoint
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     torch.set_num_threads(config.threads)
-    out_dir = Path(out_dir)
+    features_dir, out_dir = config.features_dir, Path(config.out_dir)
+    manifest = manifest if manifest is not None else load_manifest(config.manifest_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_ids, held_ids = split_holdout(manifest, config.holdout_fraction, config.seed)
+    train_ids = manifest.video_ids("Train_Set", holdout=False)
+    held_ids = manifest.video_ids("Train_Set", holdout=True)
     val_ids = manifest.video_ids("Validation_Set")
     if not train_ids:
         raise ValueError(f"the manifest {manifest.path} has no Train_Set subject to train on")
@@ -95,10 +59,8 @@ def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.
     train, held, val = (load_videos(features_dir, manifest, ids) for ids in (train_ids, held_ids, val_ids))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    mcfg = TemporalConfig(in_dim=int(train[0].embeddings.shape[1]), window=config.window, stride=config.stride,
-                          depth=config.depth, heads=config.heads, width=config.width, dropout=config.dropout,
-                          residual_logits=config.residual_logits)
-    model = build_temporal_model(mcfg)
+    mcfg = config.model
+    model = build_temporal_model(mcfg, in_dim=int(train[0].embeddings.shape[1]))
     faces = np.concatenate([v.embeddings[v.has_face].astype(np.float32) for v in train])
     if len(faces):
         model.set_normalization(faces.mean(0), faces.std(0))
@@ -165,8 +127,7 @@ def train_temporal(features_dir: str | os.PathLike, manifest, out_dir: str | os.
     write_csv(out_dir / "comparison.csv", comparison)
     summary = {"best_val_macro_f1": best, "epochs": config.epochs, "postprocess": {"window": post.window,
                "bias": list(post.bias)}, "comparison": comparison.to_dict(orient="records")}
-    save_run_record(out_dir / "run_record.json", {"features_dir": str(features_dir), "manifest": str(manifest.path),
-                                                  "out_dir": str(out_dir), **asdict(config)}, result=summary)
+    save_run_record(out_dir / "run_record.json", asdict(config), result=summary)
     return summary
 
 
