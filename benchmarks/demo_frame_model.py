@@ -96,7 +96,8 @@ def main() -> None:
 
         t1 = time.time()
         feats = Path(args.out) / "features"
-        extract_features(Path(args.out) / "best.pt", args.crops, manifest, feats, FeatureConfig(num_workers=0))
+        extract_features(FeatureConfig(checkpoint=str(Path(args.out) / "best.pt"), crops_dir=args.crops,
+                                       features_dir=str(feats), workers=0), manifest)
         summary = train_temporal(stage_preset(TemporalTrainConfig, None, epochs=args.temporal_epochs, seed=args.seed,
                                               features_dir=str(feats), manifest_dir=args.manifest,
                                               out_dir=str(Path(args.out) / "temporal")), manifest)

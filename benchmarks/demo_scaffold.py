@@ -39,7 +39,8 @@ def main() -> None:
         quick_frame_model(manifest, args.crops, args.checkpoint, image_size=args.image_size, steps=args.steps)
     print(f"frame model {time.time() - t:.0f}s")
     t = time.time()
-    extract_features(args.checkpoint, args.crops, manifest, args.features, FeatureConfig(num_workers=0))
+    extract_features(FeatureConfig(checkpoint=args.checkpoint, crops_dir=args.crops, features_dir=args.features,
+                                   workers=0), manifest)
     print(f"features {time.time() - t:.0f}s")
 
 

@@ -11,13 +11,14 @@ import pytest
 import yaml
 
 from abawkit import config as settings
+from abawkit.features import FeatureConfig
 from abawkit.manifest import ManifestConfig
 from abawkit.semisup.config import SemiSupConfig, TrainConfig
-from abawkit.temporal.config import TemporalTrainConfig
+from abawkit.temporal.config import PredictConfig, TemporalTrainConfig
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-CONFIGS = [ManifestConfig, TrainConfig, TemporalTrainConfig]
+CONFIGS = [ManifestConfig, TrainConfig, FeatureConfig, TemporalTrainConfig, PredictConfig]
 
 
 def _stage(notebook: Path):
@@ -39,7 +40,7 @@ STAGED = [nb for nb in NOTEBOOKS if _stage(nb)]
 
 def test_the_stage_notebooks_name_their_config():
     names = {nb.name[:2] for nb in STAGED}
-    assert {"00", "02", "04"} <= names, names
+    assert {"00", "02", "03", "04"} <= names, names
 
 
 @pytest.mark.parametrize("notebook", STAGED, ids=lambda p: p.stem)

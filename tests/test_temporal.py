@@ -239,8 +239,9 @@ def test_feature_cache_format_resume_and_single_video_loading(tiny_manifest, tmp
         for f in np.flatnonzero(face) + 1:
             cv2.imwrite(str(crops / vid / f"{f:05d}.jpg"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
     feats = tmp_path / "features"
-    cfg = FeatureConfig(batch_size=64, num_workers=0, progress=False)
-    written = extract_features(ckpt, crops, tiny_manifest, feats, cfg)
+    cfg = FeatureConfig(checkpoint=str(ckpt), crops_dir=str(crops), features_dir=str(feats), batch_size=64, workers=0,
+                        progress=False)
+    written = extract_features(cfg, tiny_manifest)
     assert len(written) == len(counts) == len(tiny_manifest.videos)
     test_rows = {}
     for vid, frame in tiny_manifest.test_order():
@@ -256,10 +257,10 @@ def test_feature_cache_format_resume_and_single_video_loading(tiny_manifest, tmp
         else:
             assert n == len(tiny_manifest.labels(vid))
     # resume: nothing recomputed; a deleted video alone is redone
-    assert extract_features(ckpt, crops, tiny_manifest, feats, cfg) == []
+    assert extract_features(cfg, tiny_manifest) == []
     victim = next(iter(counts))
     (feats / f"{victim}.npz").unlink()
-    assert [p.name for p in extract_features(ckpt, crops, tiny_manifest, feats, cfg)] == [f"{victim}.npz"]
+    assert [p.name for p in extract_features(cfg, tiny_manifest)] == [f"{victim}.npz"]
     # loading one video reads only its own file: a broken neighbour does not matter
     other = [v for v in counts if v != victim][0]
     (feats / f"{other}.npz").write_bytes(b"broken")

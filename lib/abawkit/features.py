@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Any, ClassVar, Sequence
 
 import numpy as np
+import tyro
 
 from .labels import NUM_CLASSES
 
@@ -23,10 +24,40 @@ class FeatureError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureConfig:
+    """Run a frame-model checkpoint (abawkit train-frame / notebook 02) over every face crop of every subject of
+    a manifest and write OUT/<video_id>.npz holding 'embeddings' (n, D) float16, 'has_face' (n,) bool and
+    'logits' (n, 8) float32 for frames 1..n of the annotation (test subjects: the rows of the submission).
+    Frames without a crop get a zero embedding and has_face False. Batched, bf16 on GPU; a finished video is
+    skipped on re-run (resume). For several GPUs: torchrun --nproc_per_node=N -m abawkit.cli extract-features
+    ... (split by video)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "demo": dict(workers=0),
+        "gpu": dict(checkpoint="runs/affwild2/frame_model/best.pt", crops_dir="data/faces/affwild2/cropped",
+                    manifest_dir="data_manifests/affwild2", features_dir="runs/affwild2/features",
+                    batch_size=512, workers=8),
+    }
+
+    checkpoint: Annotated[str, tyro.conf.arg(metavar="FILE")] = "runs/demo/frame_model/best.pt"
+    """frame-model checkpoint (best.pt of abawkit train-frame)"""
+    crops_dir: Annotated[str, tyro.conf.arg(name="crops", metavar="DIR")] = "data/faces/demo/cropped_aligned"
+    """crops folder holding <video_id>/00001.jpg (abawkit extract-faces, or the organizers')"""
+    manifest_dir: Annotated[str, tyro.conf.arg(name="manifest", metavar="DIR")] = "data_manifests/demo"
+    """manifest folder (abawkit manifest)"""
+    features_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "runs/demo/features"
+    """feature folder to write (one .npz per subject)"""
     batch_size: int = 256
-    num_workers: int = 2
+    """images per forward pass"""
+    workers: int = 2
+    """data-loader worker processes (0: in this process)"""
     overwrite: bool = False
+    """recompute videos whose file already exists"""
     progress: bool = True
+    """progress bar"""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and workers >= 0 (got {self.batch_size}, {self.workers})")
 
 
 def feature_path(features_dir: str | os.PathLike, video_id: str) -> Path:
@@ -93,10 +124,11 @@ class _CropDataset:
         return self.transform(read_image(crop_path(self.crops_dir, vid, frame))), vidx, frame
 
 
-def extract_features(checkpoint: str | os.PathLike, crops_dir: str | os.PathLike, manifest,
-                     features_dir: str | os.PathLike, config: FeatureConfig = FeatureConfig(),
-                     video_ids: Sequence[str] | None = None, device: str | None = None) -> list[Path]:
-    """Cache features of every subject of ``manifest`` (or ``video_ids``); returns the files this process wrote.
+def extract_features(config: FeatureConfig, manifest=None, video_ids: Sequence[str] | None = None,
+                     device: str | None = None) -> list[Path]:
+    """Cache features of every subject of the manifest (or ``video_ids``); returns the files this process wrote.
+
+    ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already.
 
     Under ``torchrun`` rank r takes videos r::world. A video whose file exists is skipped (resume), unless
     ``config.overwrite``. Files are written atomically, so a killed job leaves complete files only.
@@ -118,13 +150,18 @@ def extract_features(checkpoint: str | os.PathLike, crops_dir: str | os.PathLike
         else:
             device = "cpu"
     dev = torch.device(device)
+    if manifest is None:
+        from .manifest import load_manifest
+
+        manifest = load_manifest(config.manifest_dir)
+    checkpoint, crops_dir = config.checkpoint, config.crops_dir
     counts = video_frame_counts(manifest)
     ids = list(video_ids) if video_ids is not None else list(counts)
     unknown = [v for v in ids if v not in counts]
     if unknown:
         raise FeatureError(f"videos not in the manifest {manifest.path}: {unknown[:5]}")
     ids = ids[rank::world]
-    out_dir = Path(features_dir)
+    out_dir = Path(config.features_dir)
     todo = [v for v in ids if config.overwrite or not feature_path(out_dir, v).is_file()]
     if not todo:
         return []
@@ -150,7 +187,7 @@ def extract_features(checkpoint: str | os.PathLike, crops_dir: str | os.PathLike
 
     for vidx in [k for k, b in buffers.items() if b["left"] == 0]:  # videos without any crop
         flush(vidx)
-    workers = config.num_workers if items else 0
+    workers = config.workers if items else 0
     loader = DataLoader(_CropDataset(str(crops_dir), items, transform), batch_size=config.batch_size, shuffle=False,
                         num_workers=workers, pin_memory=dev.type == "cuda",
                         multiprocessing_context="spawn" if workers > 0 else None,

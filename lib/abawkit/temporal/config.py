@@ -105,3 +105,26 @@ class TemporalTrainConfig:
         if not 0 <= self.frame_drop < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError(f"frame_drop and label_smoothing must be in [0, 1) "
                              f"(got {self.frame_drop}, {self.label_smoothing})")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Run a trained temporal run (abawkit train-temporal) over cached features and write OUT/<video_id>.npz per
+    subject with 'probs' (after the fitted post-processing: fill, smoothing, class biases from
+    TEMPORAL/postprocess.json), 'probs_raw' and 'has_face'."""
+
+    temporal_dir: Annotated[str, tyro.conf.arg(name="temporal", metavar="DIR")] = "runs/demo/temporal"
+    """run folder of abawkit train-temporal"""
+    features_dir: Annotated[str, tyro.conf.arg(name="features", metavar="DIR")] = "runs/demo/features"
+    """feature folder (abawkit extract-features)"""
+    manifest_dir: Annotated[str, tyro.conf.arg(name="manifest", metavar="DIR")] = "data_manifests/demo"
+    """manifest folder"""
+    predictions_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "runs/demo/predictions"
+    """predictions folder to write"""
+    splits: Annotated[tuple[str, ...], tyro.conf.arg(name="split"), tyro.conf.UseAppendAction] = (
+        "Validation_Set", "Test_Set")
+    """split to predict (repeatable); a split the manifest does not have is skipped when it is a default"""
+    checkpoint: str = "best.pt"
+    """checkpoint file name in the run folder"""
+    postprocess: bool = True
+    """apply the fitted post-processing (--no-postprocess: raw probabilities as 'probs')"""
