@@ -2,16 +2,22 @@
 
 Only sizes and paths are overridden (tiny steps and epochs, files under tmp): every notebook, every
 library call and the runner are the ones `make demo` uses. This checks plumbing and outputs, not accuracy.
+It is the one test that executes the suite's notebooks: each runs once per `make test`.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from abawkit.pipeline import apply_overrides, load_pipeline, run_pipeline
 from conftest import REPO
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +58,26 @@ def test_every_notebook_runs_and_the_record_holds_it(chain):
     assert saved["stages"]["semisup_pretrain"]["parameters"]["steps"] == 4
     assert 0.0 <= saved["stages"]["extract_faces"]["metrics"]["detection_rate"] <= 1.0
     assert {"frame_f1", "temporal_f1", "post_f1"} <= set(saved["stages"]["temporal_encoder"]["metrics"])
+
+
+def test_each_notebook_reports_what_it_wrote(chain, tiny_demo):
+    from abawkit.manifest import load_manifest
+
+    root, run_dir, record, _ = chain
+    metrics = {name: entry["metrics"] for name, entry in record["stages"].items()}
+    manifest = load_manifest(root / "manifest")
+    assert len(manifest.videos) == 6 and manifest.video_ids(holdout=True)  # the demo preset holds out a video
+    summary = pd.read_csv(root / "faces" / "summary.csv")
+    assert metrics["extract_faces"]["detection_rate"] == pytest.approx(
+        summary["faces_found"].sum() / summary["frames_decoded"].sum())
+    assert metrics["extract_faces"]["subjects_done"] == len(summary) == len(manifest.videos)
+    assert {p.name for p in (root / "faces").iterdir()} == {"cropped_aligned", "cropped", "index",
+                                                           "run_record.json", "summary.csv"}
+    assert metrics["frame_features"]["videos"] == len(manifest.videos)
+    assert 0 <= metrics["submission"]["test_macro_f1"] <= 1 and metrics["submission"]["submission"].endswith(".zip")
+    for vid in manifest.video_ids("Validation_Set") + manifest.video_ids("Test_Set"):
+        with np.load(run_dir / "predictions" / f"{vid}.npz") as d:
+            assert {"probs", "probs_raw", "has_face"} <= set(d.files)
 
 
 def test_the_submission_passes_the_checker_and_the_report_is_written(chain, tiny_demo):

@@ -57,6 +57,7 @@ def _digest(root):
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
     cfg = DemoConfig(seed=11, n_train=1, n_val=1, n_test=1, frames=60, n_unlabeled_renders=4)
     a = build_demo(tmp_path / "a", cfg, progress=False)
@@ -66,6 +67,7 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path):
     assert _digest(a) == _digest(b) != _digest(c)
 
 
+@pytest.mark.slow
 def test_class_does_not_leak_through_position_colour_or_time(tiny_demo, tiny_manifest):
     """Trained on other subjects, a classifier on face position, size, frame index and background colour
     stays at chance on a held-out subject: only the face shows the class."""

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import papermill as pm
 import pytest
 
 from abawkit.cli import main
@@ -131,6 +130,7 @@ def test_similarity_matches_skimage_umeyama_on_noisy_points():
         assert np.abs(similarity_transform(frame_pts, TEMPLATE_112) - reference.params[:2]).max() < 1e-9
 
 
+@pytest.mark.slow
 def test_corrupt_video_is_reported_and_others_finish(tiny_manifest, tmp_path, capsys):
     """Through the CLI with a spawn pool of 2: the truncated video fails with its path, the other is done."""
     good = tiny_manifest.row("video3")
@@ -163,6 +163,7 @@ def _tree(root: Path) -> dict[str, bytes]:
             if p.is_file() and p.suffix in (".jpg", ".csv") and p.name != "summary.csv"}
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_redoing_and_matches_a_clean_run(tiny_manifest, tmp_path):
     jobs, _ = jobs_from_manifest(tiny_manifest)
     jobs = [j for j in jobs if len(j.subjects) == 2][:1] + [j for j in jobs if j.subjects[0].video_id == "video3"]
@@ -228,25 +229,6 @@ def test_shards_split_the_videos_and_bad_options_are_user_errors(tiny_manifest, 
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_notebook_01_indexes_and_reports(extracted, tiny_manifest, tmp_path):
-    """The notebook on an already-extracted folder: skips done videos, draws its figures, reports the rate."""
-    src, summary = extracted
-    faces = tmp_path / "faces"
-    shutil.copytree(src, faces, symlinks=True)
-    out_nb = tmp_path / "01.ipynb"
-    pm.execute_notebook(str(REPO / "notebooks" / "01_extract_faces.ipynb"), str(out_nb), kernel_name="abawkit",
-                        parameters={"manifest_dir": str(tiny_manifest.path), "faces_dir": str(faces)},
-                        cwd=str(REPO), progress_bar=False)
-    metrics = {}
-    for cell in json.loads(out_nb.read_text())["cells"]:
-        for o in cell.get("outputs", []):
-            metrics.update(o.get("data", {}).get("application/vnd.abawkit.metrics+json", {}))
-    expected = summary["faces_found"].sum() / summary["frames_decoded"].sum()
-    assert metrics["detection_rate"] == pytest.approx(expected) and metrics["subjects_done"] == len(summary)
-    assert {p.name for p in faces.iterdir()} == {"cropped_aligned", "cropped", "index", "run_record.json",
-                                                 "summary.csv"}
-
-
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_decord_chunks_give_every_frame_once_in_order(tiny_manifest, prefetch):
     """Bounded chunks (a fresh reader per chunk, seek to its first frame) == one sequential pass."""
@@ -267,6 +249,7 @@ def test_decord_chunks_give_every_frame_once_in_order(tiny_manifest, prefetch):
     assert [k for k, _ in early] == list(range(1, 21))
 
 
+@pytest.mark.slow
 def test_sigkilled_cli_run_leaves_nothing_done_and_resumes_to_the_clean_output(extracted, tiny_manifest, tmp_path):
     """A real kill -9 of `abawkit extract-faces` in the middle of a video, then a re-run."""
     import os

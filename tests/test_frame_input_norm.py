@@ -29,6 +29,7 @@ def test_standardize_per_image_is_zero_mean_unit_std_per_channel():
     assert torch.allclose(z.std(dim=(2, 3), unbiased=False), torch.ones(4, 3), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_per_image_model_ignores_a_colour_cast_and_the_default_does_not():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)
