@@ -21,8 +21,6 @@ from .labels import NUM_CLASSES
 CHECKPOINT_FORMAT = "abawkit-frame-model/1"
 #: Small enough to train on 2 CPU cores in minutes (the demo default).
 CPU_BACKBONE = "resnet10t"
-#: The documented GPU default for Aff-Wild2 (use pretrained=True or weights=... where you have them).
-GPU_BACKBONE = "convnext_tiny"
 
 
 @dataclass(frozen=True)

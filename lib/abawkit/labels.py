@@ -46,11 +46,6 @@ def class_name(index: int) -> str:
     return CLASSES[class_index(int(index))]
 
 
-def is_valid_label(value: int, allow_ignore: bool = True) -> bool:
-    """True when ``value`` is a class index, or the ignore value when ``allow_ignore``."""
-    return (0 <= value < NUM_CLASSES) or (allow_ignore and value == IGNORE)
-
-
 def class_counts(labels: Iterable[int] | np.ndarray) -> np.ndarray:
     """Per-class counts (length 8) of an array of labels; ignored frames are not counted."""
     arr = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels, dtype=np.int64)

@@ -13,13 +13,6 @@ from ..crops import crop_path
 from .extract import is_done, load_index
 
 
-def read_summary(faces_dir: str | os.PathLike) -> pd.DataFrame:
-    path = Path(faces_dir) / "summary.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run abawkit extract-faces --out {faces_dir} first")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
-
-
 def overall_detection_rate(summary: pd.DataFrame) -> float:
     """Frames with a face over frames decoded, over every done subject (0 when none is done)."""
     done = summary[summary["status"] == "done"]

@@ -4,7 +4,6 @@ weak / strong views of SPEC 5.2 (torchvision transforms v2)."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,7 @@ from torch.utils.data import Dataset
 
 from ..crops import crop_frames, crop_path
 from ..frame_model import FrameModelConfig, eval_transform, read_image
-from ..labels import IGNORE, NUM_CLASSES, class_index
-
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec; they still work and are what frame_model uses.
-warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
+from ..labels import IGNORE, class_index
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -138,9 +134,5 @@ class UnlabeledImages(Dataset):
         return self.weak(img), self.strong(img), i
 
 
-def class_histogram(labels: np.ndarray) -> np.ndarray:
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES)[:NUM_CLASSES]
-
-
-__all__ = ["DataError", "LabeledImages", "UnlabeledImages", "class_histogram", "eval_transform", "frames_from_csv",
+__all__ = ["DataError", "LabeledImages", "UnlabeledImages", "eval_transform", "frames_from_csv",
            "frames_from_manifest", "strong_transform", "unlabeled_images", "weak_transform"]
