@@ -2,7 +2,8 @@
 
 ``<crops>/<video_id>/00001.jpg``: one JPEG per frame that has a face, numbered from 1 like the annotation
 lines; a frame without a face has no file. ``cropped_aligned`` (112x112, aligned) and ``cropped`` (loose)
-are the two kinds; every stage that reads crops takes the folder holding the ``<video_id>`` folders.
+are the two kinds; every stage that reads crops takes the folder holding the ``<video_id>`` folders, and the
+manifest records each subject's organizer folder of a kind in the column ``<folder>_dir``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-CROP_KINDS = ("cropped_aligned", "cropped")
+#: The crop kinds, by their ``--crops`` name, and the folder of each (the organizers' names, which we also write).
+CROP_FOLDERS = {"aligned": "cropped_aligned", "loose": "cropped"}
 _FRAME = re.compile(r"^(\d{5,})\.(jpg|jpeg|png)$", re.IGNORECASE)
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .annotations import SPLITS, TEST_SPLIT, find_annotation_files, find_annotation_root, read_annotation, split_side
+from .crops import CROP_FOLDERS
 from .io import write_csv, write_json, write_parquet, write_text
 from .labels import CLASSES, IGNORE, class_counts
 from .runinfo import run_record
@@ -28,7 +29,6 @@ from .video import VideoInfo, find_videos, probe
 
 TEST_LIST_GLOBS = ("*Expr*test_set_release*.txt", "*Expression*test*release*.txt", "*Expr*test*list*.txt")
 EXAMPLE_GLOBS = ("*Expr*test_set_example*.txt", "*Expr*example*.txt", "*EXPR*example*.txt")
-CROP_FOLDERS = {"cropped_aligned": "cropped_aligned_dir", "cropped": "cropped_dir"}
 COUNT_COLUMNS = [f"count_{c}" for c in CLASSES]
 VIDEO_COLUMNS = ["video_id", "split", "side", "video_name", "video_path", "annotation_path", "n_frames",
                  "n_labeled", *COUNT_COLUMNS, "container_frames", "fps", "width", "height",
@@ -151,7 +151,7 @@ def _find_one(root: Path, patterns: tuple[str, ...]) -> Path | None:
 def _find_crop_roots(root: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for depth in range(3):
-        for name in CROP_FOLDERS:
+        for name in CROP_FOLDERS.values():
             if name in out:
                 continue
             hits = sorted(p for p in root.glob("/".join(["*"] * depth + [name])) if p.is_dir())
@@ -249,9 +249,9 @@ def build_manifest(root: str | os.PathLike, out: str | os.PathLike | None = None
                "n_labeled": int(counts.sum()), **{c: int(v) for c, v in zip(COUNT_COLUMNS, counts)},
                "container_frames": info.frames, "fps": round(info.fps, 3), "width": info.width,
                "height": info.height, "problems": " | ".join(problems)}
-        for folder, column in CROP_FOLDERS.items():
+        for folder in CROP_FOLDERS.values():
             d = crop_roots.get(folder)
-            row[column] = _rel(d / vid, root) if d is not None and (d / vid).is_dir() else ""
+            row[f"{folder}_dir"] = _rel(d / vid, root) if d is not None and (d / vid).is_dir() else ""
         rows.append(row)
         lab = labels if labels is not None else np.full(n_frames, IGNORE, dtype=np.int64)
         frame_tables.append(pd.DataFrame({"video_id": vid, "frame": np.arange(1, lab.size + 1, dtype=np.int32),

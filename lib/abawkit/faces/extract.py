@@ -21,11 +21,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..crops import CROP_KINDS, crop_name
+from ..crops import CROP_FOLDERS, crop_name
 from ..io import write_csv, write_json
 
-#: ``--crops`` names -> folder names of the organizers' layout.
-CROP_FOLDER = {"aligned": "cropped_aligned", "loose": "cropped"}
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # image sides
 INDEX_COLUMNS = ["frame", "has_face", "score", "face_score", "box_x0", "box_y0", "box_x1", "box_y1",
                  *[f"{p}_{a}" for p in POINT_NAMES for a in "xy"], "track_id"]
@@ -53,9 +51,10 @@ class ExtractConfig:
     max_frames: int | None = None
 
     def __post_init__(self) -> None:
-        bad = [c for c in self.crops if c not in CROP_FOLDER]
+        bad = [c for c in self.crops if c not in CROP_FOLDERS]
         if bad or not self.crops:
-            raise ValueError(f"crops must be a non-empty subset of {', '.join(CROP_FOLDER)} (got {','.join(self.crops)})")
+            raise ValueError(f"crops must be a non-empty subset of {', '.join(CROP_FOLDERS)} "
+                             f"(got {','.join(self.crops)})")
         if self.size < 16 or self.loose_size < 16:
             raise ValueError(f"crop sizes must be >= 16 pixels (got size={self.size}, loose_size={self.loose_size})")
 
@@ -110,8 +109,8 @@ def is_done(out: str | os.PathLike, video_id: str) -> bool:
 
 def _clear_subject(out: Path, video_id: str) -> None:
     """Remove whatever a previous (possibly killed) run left for a subject, so the redo starts clean."""
-    for kind in CROP_KINDS:
-        folder = out / kind / video_id
+    for name in CROP_FOLDERS.values():
+        folder = out / name / video_id
         if folder.is_symlink():
             folder.unlink()
         elif folder.exists():
@@ -139,7 +138,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                for s in job.subjects]
     for s in job.subjects:
         _clear_subject(out, s.video_id)
-    folders = {(s.video_id, kind): out / CROP_FOLDER[kind] / s.video_id for s in job.subjects for kind in config.crops}
+    folders = {(s.video_id, kind): out / CROP_FOLDERS[kind] / s.video_id for s in job.subjects for kind in config.crops}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     reader = FrameReader(job.path, decoder=config.decoder, max_frames=config.max_frames, prefetch=config.prefetch)
@@ -370,7 +369,7 @@ def index_organizer_crops(manifest, out: str | os.PathLike, overwrite: bool = Fa
         if is_done(out, vid) and not overwrite:
             continue
         t0 = time.perf_counter()
-        folders = {kind: str(getattr(row, f"{kind}_dir") or "") for kind in CROP_KINDS}
+        folders = {name: str(getattr(row, f"{name}_dir") or "") for name in CROP_FOLDERS.values()}
         folders = {k: Path(v) for k, v in folders.items() if v and Path(v).is_dir()}
         n = int(row.n_frames)
         if not folders:
@@ -378,14 +377,14 @@ def index_organizer_crops(manifest, out: str | os.PathLike, overwrite: bool = Fa
                                          problems=[f"the manifest {manifest.path} lists no organizer crop folder for {vid}"]))
             continue
         _clear_subject(out, vid)
-        source = folders.get("cropped_aligned", next(iter(folders.values())))
+        source = folders.get(CROP_FOLDERS["aligned"], next(iter(folders.values())))
         frames = crop_frames(source.parent, vid)
         has = np.zeros(n, dtype=bool)
         inside = frames[(frames >= 1) & (frames <= n)]
         has[inside - 1] = True
-        for kind, folder in folders.items():
-            (out / kind).mkdir(parents=True, exist_ok=True)
-            os.symlink(folder.resolve(), out / kind / vid, target_is_directory=True)
+        for name, folder in folders.items():
+            (out / name).mkdir(parents=True, exist_ok=True)
+            os.symlink(folder.resolve(), out / name / vid, target_is_directory=True)
         table = pd.DataFrame({"frame": np.arange(1, n + 1), "has_face": has})
         for col in INDEX_COLUMNS[2:]:
             table[col] = -1 if col == "track_id" else np.nan

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..crops import crop_path
+from ..crops import CROP_FOLDERS, crop_path
 from .extract import is_done, load_index
 
 
@@ -46,7 +46,7 @@ def plot_montage(faces_dir: str | os.PathLike, video_ids: list[str], per_video: 
 
     faces_dir = Path(faces_dir)
     ids = [v for v in video_ids if is_done(faces_dir, v)]
-    kinds = [k for k in ("cropped_aligned", "cropped") if (faces_dir / k).is_dir()]
+    kinds = [k for k in CROP_FOLDERS.values() if (faces_dir / k).is_dir()]
     fig, axes = plt.subplots(max(1, len(ids)), 1, figsize=(per_video * 1.1, 1.2 * len(kinds) * max(1, len(ids)) + 0.3),
                              squeeze=False)
     for ax, vid in zip(axes[:, 0], ids):
