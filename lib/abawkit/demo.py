@@ -292,7 +292,9 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 @dataclass
-class Subject:
+class SyntheticSubject:
+    """One person drawn into a demo video: a face identity, the expression timeline it plays, its motion."""
+
     video_id: str
     ident: Identity
     timeline: Timeline
@@ -301,7 +303,7 @@ class Subject:
     face_px: float
 
 
-def render_video(path: Path, subjects: list[Subject], size: tuple[int, int], n: int, rng: np.random.Generator,
+def render_video(path: Path, subjects: list[SyntheticSubject], size: tuple[int, int], n: int, rng: np.random.Generator,
                  fps: int) -> dict[str, pd.DataFrame]:
     """Write one video (mp4v in .mp4, MJPG in .avi) and return each subject's render truth per frame."""
     w, h = size
@@ -451,7 +453,8 @@ def build_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), progre
             else:
                 anchor = (size[0] * rng.uniform(0.42, 0.58), size[1] * rng.uniform(0.45, 0.55))
                 face_px, amp = float(rng.uniform(135, 165)), 22.0
-            subjects.append(Subject(vid, identities[int(chosen[k])], tl, _motion(rng, n, amp), anchor, face_px))
+            subjects.append(SyntheticSubject(vid, identities[int(chosen[k])], tl, _motion(rng, n, amp), anchor,
+                                             face_px))
         suffix = ".mp4" if plan["batch"] == "batch1" else ".avi"
         truth = render_video(out / plan["batch"] / f"{plan['name']}{suffix}", subjects, size, n, rng, config.fps)
         for s in subjects:
