@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--input-norm", default="per-image", choices=["none", "per-image"],
                     help="per-crop standardization (default per-image, as the demo pipeline; docs/semisup.md)")
     ap.add_argument("--threshold-momentum", type=float, default=None,
-                    help="EMA momentum of the self-adaptive threshold (default: the SPEC's 0.999)")
+                    help="EMA momentum of the self-adaptive threshold (default: FreeMatch's 0.999)")
     ap.add_argument("--unlabeled-warmup", type=int, default=0,
                     help="supervised steps before the unlabeled parts start (semi-supervised variants)")
     args = ap.parse_args()

@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-#: Class names in the official index order (SPEC section 1). Never reorder.
+#: Class names in the official index order (the header line of every Aff-Wild2 EXPR annotation file). Never reorder.
 CLASSES: tuple[str, ...] = (
     "Neutral",
     "Anger",

@@ -1,6 +1,10 @@
 """Find and check an Aff-Wild2 tree: which subjects, splits, videos, crops and labels it holds.
 
-``build_manifest`` walks a release tree (the layout of the Aff-Wild2 release: README "Running on the real Aff-Wild2") and writes ``videos.csv`` (one row per subject),
+An Aff-Wild2 release holds videos in batch folders (``batch1/``, ``batch2/``, ... as ``.mp4`` or ``.avi``), one
+annotation per subject in ``EXPR_Recognition_Challenge/{Train_Set,Validation_Set}/<video>.txt`` (older releases:
+``EXPR_Classification_Challenge``; a two-person video has ``<video>_left.txt`` and ``<video>_right.txt``), the
+test-set list and example file, and optionally the organizers' ``cropped_aligned/`` and ``cropped/`` crops.
+``build_manifest`` walks such a tree and writes ``videos.csv`` (one row per subject),
 ``frames.parquet`` (one row per frame) and a summary; ``load_manifest`` reads them back for every later stage.
 Problems with the data (missing video, frame-count mismatch, unreadable video) are collected in the
 ``problems`` column; malformed annotation files are errors naming the file and line.

@@ -52,7 +52,7 @@ class F1Report:
 
 
 def f1_report(y_true: np.ndarray, y_pred: np.ndarray) -> F1Report:
-    """Score predictions the official way (SPEC section 2).
+    """Score predictions the ABAW way (Kollias et al.): P_EXPR = (1/8) sum_c F1_c over every annotated frame.
 
     Frames whose truth is ``-1`` are dropped; the F1 of each of the 8 classes comes from scikit-learn with
     ``zero_division=0`` (a class absent from truth and prediction scores 0) and the score is their plain mean.

@@ -1,4 +1,4 @@
-"""Post-processing of per-frame probabilities (SPEC 5.7), in this order: fill frames without a face by
+"""Post-processing of per-frame probabilities, in this order: fill frames without a face by
 interpolating between face neighbours, centered moving average, per-class logit bias tuned for macro F1."""
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The challenge submission file (SPEC section 3): write it from per-frame predictions, and check one."""
+"""The ABAW EXPR submission file: write it from per-frame predictions, and check one.
+
+The file's first line is ``image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other``; then one
+``<video>/<frame:05d>.jpg,<label 0..7>`` row for every row of the organizers' test-set example file, in its order
+(frames without a face included). Teams upload it zipped.
+"""
 
 from __future__ import annotations
 

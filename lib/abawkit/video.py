@@ -14,7 +14,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says (frame count may be off by a few frames: SPEC section 1)."""
+    """What the container says. Its frame count can differ by a few frames from the annotation lines and from
+    the frames that decode (decord's ``len()`` trusts the container); the annotation is the reference."""
 
     path: str
     frames: int

@@ -1,5 +1,5 @@
-"""Labeled frames (a manifest + crops folder, or any ``path,label`` CSV), unlabeled face folders, and the
-weak / strong views of SPEC 5.2 (torchvision transforms v2)."""
+"""Labeled frames (a manifest + crops folder, or any ``path,label`` CSV), unlabeled face folders, and the weak
+(the teacher's) and strong (the student's) views of teacher-student pseudo-labeling (torchvision transforms v2)."""
 
 from __future__ import annotations
 

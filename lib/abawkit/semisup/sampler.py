@@ -1,4 +1,5 @@
-"""Endless batch samplers: class-uniform labeled batches (SPEC 5.1) and uniform unlabeled batches.
+"""Endless batch samplers: class-uniform labeled batches (a class drawn uniformly over the classes present, then a
+random frame of it) and uniform unlabeled batches.
 
 Each rank of a DDP run draws its own stream (the generator is seeded with seed, rank and the starting
 step, so a resumed run continues with fresh, reproducible batches). An epoch is a number of steps.

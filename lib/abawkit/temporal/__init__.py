@@ -1,1 +1,1 @@
-"""Temporal encoder over cached frame features (SPEC 5.6): model, windowed data, training and prediction."""
+"""Temporal encoder over cached frame features: model, windowed data, training and prediction."""

@@ -1,4 +1,5 @@
-"""A transformer over windows of cached frame embeddings with a per-frame 8-class head (SPEC 5.6).
+"""A transformer over windows of cached frame embeddings with a per-frame 8-class head: linear projection,
+positional encoding, transformer encoder, per-frame linear head.
 
 Frames without a face are replaced by a learned "no face" token and masked as attention keys, so their
 features never reach another frame, yet every frame (face or not) gets a prediction.
