@@ -107,6 +107,23 @@ def load_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[
     return out
 
 
+def labeled_embeddings(features_dir: str | os.PathLike, manifest,
+                       split: str = "Train_Set") -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (float32) and labels of the frames of ``split`` that have a face and a label, all its subjects
+    concatenated."""
+    ids = manifest.video_ids(split)
+    if not ids:
+        raise FeatureError(f"the manifest {manifest.path} has no subject in {split}; pass a split it holds")
+    xs, ys = [], []
+    for vid in ids:
+        f = load_video_features(features_dir, vid)
+        y = manifest.labels(vid)
+        keep = f["has_face"] & (y >= 0)
+        xs.append(f["embeddings"][keep].astype(np.float32))
+        ys.append(y[keep].astype(np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 class _CropDataset:
     """(video index, 1-based frame) items -> normalized image tensors; picklable for spawn workers."""
 

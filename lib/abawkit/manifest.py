@@ -334,6 +334,13 @@ def summarize(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def class_counts_by_split(manifest: Manifest) -> pd.DataFrame:
+    """Labeled frames per class (columns, in index order) of every split that has labels (rows, manifest order)."""
+    counts = manifest.videos.groupby("split", sort=False)[COUNT_COLUMNS].sum()
+    counts.columns = list(CLASSES)
+    return counts[counts.sum(axis=1) > 0]
+
+
 def _summary_counts(manifest: Manifest) -> dict:
     v = manifest.videos
     return {split: {"subjects": int(len(g)), "frames": int(g["n_frames"].sum()), "labeled": int(g["n_labeled"].sum()),

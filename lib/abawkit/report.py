@@ -1,7 +1,8 @@
-"""Figures and tables of the final report: validation F1 per class, confusion, timelines, stage comparison, runs.
+"""Figures and tables of the final report (validation F1 per class, confusion, timelines, stage comparison, runs),
+and the figures of the stage notebooks 00 (manifest), 03 (frame features) and 04 (temporal encoder).
 
-Every required input is checked first; a missing one is an error naming the file and the stage that writes it.
-``build_report`` draws everything and saves the figures (PNG) and tables (CSV) into one output folder.
+Every required input of the report is checked first; a missing one is an error naming the file and the stage that
+writes it. ``build_report`` draws everything and saves the figures (PNG) and tables (CSV) into one output folder.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ VALIDATION_SPLIT = "Validation_Set"
 #: One colour per class (index order), grey for frames without a label: the same in every figure.
 CLASS_COLORS = ("#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#ffbf00", "#1f77b4", "#17becf", "#2ca02c")
 UNLABELED_COLOR = "#ffffff"
+#: One colour per split in the figures of notebook 00.
+SPLIT_COLORS = {"Train_Set": "C0", "Validation_Set": "C1", "Test_Set": "C2"}
 
 
 class ReportError(FileNotFoundError):
@@ -224,6 +227,117 @@ def comparison_figure(table: pd.DataFrame, title: str = "What each stage adds (v
     ax.set_ylabel("macro F1 (dots: per class)")
     ax.set_title(title)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures of the stage notebooks; each returns the Figure and, given ``path``, also saves it (PNG)
+
+
+def _finish(fig, path: str | os.PathLike | None):
+    if path is not None:
+        _save_figure(fig, Path(path))
+    return fig
+
+
+def class_share_figure(counts: pd.DataFrame, path: str | os.PathLike | None = None):
+    """Share of each class among a split's labeled frames, one bar per split (``counts``: splits x classes, as
+    :func:`abawkit.manifest.class_counts_by_split` gives)."""
+    share = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
+    fig = _figure((9, 3.5))
+    ax = fig.add_subplot()
+    share.T.plot.bar(ax=ax, rot=0, color=[SPLIT_COLORS.get(s, "C3") for s in share.index])
+    ax.set_ylabel("share of labeled frames")
+    ax.set_title("Class distribution per split")
+    return _finish(fig, path)
+
+
+def frames_per_subject_figure(videos: pd.DataFrame, path: str | os.PathLike | None = None):
+    """Frames of every subject of a manifest's ``videos`` table, grouped and coloured by split."""
+    from matplotlib.patches import Patch
+
+    v = videos.sort_values(["split", "n_frames"])
+    fig = _figure((9, 3.5))
+    ax = fig.add_subplot()
+    ax.bar(range(len(v)), v["n_frames"], color=[SPLIT_COLORS.get(s, "C3") for s in v["split"]])
+    ax.set_xticks(range(len(v)), v["video_id"], rotation=90, fontsize=7)
+    ax.set_ylabel("frames")
+    ax.set_title("Frames per subject (colour: split)")
+    ax.legend(handles=[Patch(color=c, label=s) for s, c in SPLIT_COLORS.items() if s in set(v["split"])])
+    return _finish(fig, path)
+
+
+def first_frames_figure(manifest, max_videos: int = 4, path: str | os.PathLike | None = None):
+    """The first frame of up to ``max_videos`` readable video files, titled with the subject and its first label."""
+    from .video import iter_frames
+
+    v = manifest.videos
+    shown = v[(v["video_path"] != "") & (v["problems"].str.find("unreadable") < 0)]
+    shown = shown.drop_duplicates("video_path").head(max_videos)
+    fig = _figure((3 * max(1, len(shown)), 2.6))
+    axes = fig.subplots(1, max(1, len(shown)), squeeze=False)[0]
+    for ax in axes:
+        ax.axis("off")
+    for ax, (_, row) in zip(axes, shown.iterrows()):
+        first, frames = next(iter_frames(row["video_path"], chunk=1))
+        label = manifest.labels(row["video_id"])[0]
+        ax.imshow(frames[0])
+        ax.set_title(f"{row['video_name']}\nframe {first}: {CLASSES[label] if label >= 0 else 'not annotated'}",
+                     fontsize=8)
+    return _finish(fig, path)
+
+
+def embedding_pca_figure(x: np.ndarray, y: np.ndarray, max_points: int = 4000, seed: int = 0,
+                         title: str = "training-frame embeddings", path: str | os.PathLike | None = None):
+    """Frame embeddings ``x`` (n, D) projected on their first two principal components, coloured by label ``y``;
+    at most ``max_points`` frames, drawn at random with ``seed``."""
+    from sklearn.decomposition import PCA
+
+    pick = np.random.default_rng(seed).permutation(len(x))[:max_points]
+    z = PCA(n_components=2, random_state=0).fit_transform(np.asarray(x, np.float32)[pick])
+    labels = np.asarray(y)[pick]
+    fig = _figure((6, 5))
+    ax = fig.add_subplot()
+    for c, name in enumerate(CLASSES):
+        m = labels == c
+        if m.any():
+            ax.scatter(z[m, 0], z[m, 1], s=6, alpha=0.6, color=CLASS_COLORS[c], label=name)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title)
+    ax.legend(markerscale=3, fontsize=8, loc="best")
+    return _finish(fig, path)
+
+
+def temporal_curves_figure(metrics: pd.DataFrame, path: str | os.PathLike | None = None):
+    """Training loss and validation macro F1 per epoch (the temporal run's ``metrics.csv``)."""
+    fig = _figure((10, 3))
+    axes = fig.subplots(1, 2)
+    for ax, (column, title) in zip(axes, (("train_loss", "training loss"), ("val_macro_f1", "validation macro F1"))):
+        ax.plot(metrics["epoch"], metrics[column])
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    return _finish(fig, path)
+
+
+def stage_timelines_figure(videos, model, post, path: str | os.PathLike | None = None):
+    """Per frame of each video (``temporal.data.VideoFeatures``): the truth, the frame model's class and the class
+    after the temporal encoder ``model`` and the post-processing ``post``."""
+    from .temporal.predict import predict_logits, softmax
+    from .temporal.train import frame_model_probs
+
+    fig = _figure((11, 2.2 * max(1, len(videos))))
+    axes = fig.subplots(max(1, len(videos)), 1, squeeze=False)[:, 0]
+    for ax, v in zip(axes, videos):
+        raw = softmax(predict_logits(model, v.embeddings, v.has_face, v.logits))
+        t = np.arange(1, len(v.labels) + 1)
+        ax.plot(t, np.where(v.labels >= 0, v.labels, np.nan), "k", lw=3, alpha=0.35, label="truth")
+        ax.plot(t, frame_model_probs(v).argmax(1), ".", ms=2, alpha=0.5, label="frame model")
+        ax.plot(t, post.apply(raw, v.has_face).argmax(1), lw=1.2, label="temporal + post")
+        ax.set_yticks(range(NUM_CLASSES), CLASSES, fontsize=7)
+        ax.set_title(v.video_id, fontsize=9)
+    axes[0].legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("frame")
+    return _finish(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------------------
