@@ -6,7 +6,7 @@ process each, so they do not mix). Times MTCNN too when facenet-pytorch is impor
     python benchmarks/extract_speed.py --generate 1080p --seconds 600         # 10 minutes of 1080p (memory)
     python benchmarks/extract_speed.py --video some.mp4 [--max-frames 3000]
 
-Targets (issue 3): stage >= 0.35x the decode-only rate at 720p; peak memory < 1.5 GB on a 10-minute 1080p video.
+Targets: the stage at >= 0.35x the decode-only rate at 720p; peak memory < 1.5 GB on a 10-minute 1080p video.
 The generated video is a demo face (abawkit.demo's portraits) moving over a textured background, absent for 2 s
 every 30 s; it is written frame by frame (bounded memory) and kept for re-runs.
 """
