@@ -55,8 +55,18 @@ def test_input_norm_travels_with_the_checkpoint(tmp_path):
 
 
 def test_old_checkpoints_without_the_field_load_as_none(tmp_path):
-    payload_config = {"backbone": "resnet10t", "image_size": 32}
-    assert FrameModelConfig.from_dict(payload_config).input_norm == "none"
+    """A checkpoint written before ``input_norm`` existed (its config has no such key) loads, with the old
+    behaviour (dataset normalisation only) and its weights."""
+    model = FrameModel(FrameModelConfig(image_size=32)).eval()
+    path = save_frame_checkpoint(tmp_path / "old.pt", model)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["input_norm"]
+    torch.save(payload, path)
+    loaded, _ = load_frame_model(path)
+    assert loaded.config.input_norm == "none"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
 
 
 def test_unknown_input_norm_is_an_error():

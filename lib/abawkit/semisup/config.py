@@ -18,7 +18,6 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
     "fixmatch": dict(unlabeled=True, threshold="fixed", debias=False, feedback=False),
     "full": dict(unlabeled=True, threshold="self-adaptive", debias=True, feedback=True),
 }
-ALGORITHMS = tuple(ALGORITHM_PRESETS)
 
 
 @dataclass(frozen=True)
