@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from abawkit import config as settings
+from abawkit.faces.extract import FacesConfig
 from abawkit.features import FeatureConfig
 from abawkit.manifest import ManifestConfig
 from abawkit.semisup.config import SemiSupConfig, TrainConfig
@@ -18,7 +19,7 @@ from abawkit.temporal.config import PredictConfig, TemporalTrainConfig
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-CONFIGS = [ManifestConfig, TrainConfig, FeatureConfig, TemporalTrainConfig, PredictConfig]
+CONFIGS = [ManifestConfig, FacesConfig, TrainConfig, FeatureConfig, TemporalTrainConfig, PredictConfig]
 
 
 def _stage(notebook: Path):
@@ -40,7 +41,7 @@ STAGED = [nb for nb in NOTEBOOKS if _stage(nb)]
 
 def test_the_stage_notebooks_name_their_config():
     names = {nb.name[:2] for nb in STAGED}
-    assert {"00", "02", "03", "04"} <= names, names
+    assert {"00", "01", "02", "03", "04", "05"} <= names, names
 
 
 @pytest.mark.parametrize("notebook", STAGED, ids=lambda p: p.stem)

@@ -16,10 +16,11 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+import tyro
 
 from ..crops import CROP_FOLDERS, crop_name
 from ..io import write_csv, write_json
@@ -35,28 +36,85 @@ SUMMARY_COLUMNS = ["video_id", "video_path", "status", "frames_decoded", "n_fram
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    """How to extract. ``crops``: which of "aligned", "loose" to write; ``size``/``loose_size``: their sides."""
+    """How to extract: which crops at which sides, the decoder and the detector, parallelism."""
 
     size: int = 112
+    """side of the aligned crops in pixels"""
     loose_size: int = 224
-    crops: tuple[str, ...] = ("aligned", "loose")
-    decoder: str = "decord"
-    prefetch: bool = True  # decord: decode the next chunk on a second thread while this one is processed
-    write_thread: bool = True  # cut, encode and write the crops on a background thread
-    detector_model: str = "full"
+    """side of the loose crops in pixels"""
+    crops: str = "aligned,loose"
+    """which crops to write: aligned, loose or both comma-separated"""
+    decoder: Literal["decord", "opencv"] = "decord"
+    """video decoder"""
+    prefetch: bool = True
+    """decord: decode the next chunk on a second thread while this one is processed"""
+    write_thread: bool = True
+    """cut, encode and write the crops on a background thread"""
+    detector_model: Annotated[Literal["full", "short"], tyro.conf.arg(name="detector")] = "full"
+    """mediapipe FaceDetection model: full-range, or short-range (faster, large faces only)"""
     detector_max_side: int = 640
+    """frames are shrunk to this side for the detector"""
     jpeg_quality: int = 95
+    """JPEG quality of the crops"""
     workers: int = 1
+    """videos processed in parallel, each in its own (spawned) process (1: in this process)"""
     overwrite: bool = False
+    """redo videos that are already done"""
     max_frames: int | None = None
+    """stop each video after this many frames (for trials)"""
 
     def __post_init__(self) -> None:
-        bad = [c for c in self.crops if c not in CROP_FOLDERS]
-        if bad or not self.crops:
-            raise ValueError(f"crops must be a non-empty subset of {', '.join(CROP_FOLDERS)} "
-                             f"(got {','.join(self.crops)})")
+        bad = [c for c in self.crop_kinds if c not in CROP_FOLDERS]
+        if bad or not self.crop_kinds:
+            raise ValueError(f"crops must be a non-empty subset of {', '.join(CROP_FOLDERS)}, comma-separated "
+                             f"(got {self.crops!r})")
         if self.size < 16 or self.loose_size < 16:
             raise ValueError(f"crop sizes must be >= 16 pixels (got size={self.size}, loose_size={self.loose_size})")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {self.workers})")
+
+    @property
+    def crop_kinds(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.crops.split(",") if c.strip())
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    """Decode each video once (decord, one frame at a time), follow each subject's face with mediapipe
+    (FaceMesh's landmark model on an upright region that follows the face, FaceDetection to re-find it) and write
+    OUT/cropped_aligned/<video_id>/00001.jpg (5-point similarity alignment onto the ArcFace 112 template) and
+    OUT/cropped/<video_id>/00001.jpg (loose square crop), frames numbered from 1, no file where the face is not
+    found. A _left/_right subject follows the face on its side of the frame; any other follows the main face.
+    Also writes OUT/index/<video_id>.csv (per frame: has_face, detector and face scores, box, 5 points, track
+    id) and OUT/summary.csv. Resumable: a subject is done when its index exists; re-running skips done videos.
+    A video that cannot be read is reported with its path and the others continue; the exit code is 1 if any
+    failed."""
+
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "demo": dict(),
+        "gpu": dict(manifest_dir="data_manifests/affwild2", faces_dir="data/faces/affwild2", workers=8),
+    }
+
+    manifest_dir: Annotated[str, tyro.conf.arg(name="manifest", metavar="DIR")] = "data_manifests/demo"
+    """manifest folder (abawkit manifest): every subject's video"""
+    video: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    """one video file instead of the manifest (video id = file stem, main face)"""
+    faces_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "data/faces/demo"
+    """faces folder to write"""
+    shard: Annotated[str, tyro.conf.arg(metavar="K/N")] = "1/1"
+    """process only the K-th of N equal parts of the video list, to share it between machines"""
+    use_organizer_crops: bool = False
+    """index the organizers' cropped_aligned/ and cropped/ folders (listed by the manifest) instead of extracting"""
+    quiet: bool = False
+    """no progress bars"""
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+
+    def __post_init__(self) -> None:
+        parse_shard(self.shard)
+
+    @property
+    def shard_k_n(self) -> tuple[int, int]:
+        return parse_shard(self.shard)
 
 
 @dataclass(frozen=True)
@@ -138,7 +196,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                for s in job.subjects]
     for s in job.subjects:
         _clear_subject(out, s.video_id)
-    folders = {(s.video_id, kind): out / CROP_FOLDERS[kind] / s.video_id for s in job.subjects for kind in config.crops}
+    folders = {(s.video_id, kind): out / CROP_FOLDERS[kind] / s.video_id for s in job.subjects for kind in config.crop_kinds}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     reader = FrameReader(job.path, decoder=config.decoder, max_frames=config.max_frames, prefetch=config.prefetch)
@@ -164,7 +222,7 @@ def process_video(job: VideoJob, out: str | os.PathLike, config: ExtractConfig,
                 rows[k].append([frame_no, True, round(found.score, 4), round(found.face_score, 4),
                                 *np.round(found.box, 2), *np.round(found.points5.reshape(-1), 2), found.track_id])
                 jobs = []
-                for kind in config.crops:
+                for kind in config.crop_kinds:
                     matrix, side = ((align_matrix(found.points5, config.size), config.size) if kind == "aligned"
                                     else (loose_matrix(found.box, config.loose_size), config.loose_size))
                     jobs.append((folders[(s.video_id, kind)] / crop_name(frame_no), matrix, side))
