@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "are checked against the notebook's parameters cell (unknown name, missing required value, wrong "
             "type). Executed copies go to RUN_DIR/NN_stage.ipynb and the run record (parameters, git commit, "
             "package versions, device, times, status and key metrics per stage) to RUN_DIR/run.json. A stage "
-            "whose declared outputs exist and whose parameters did not change since the last run is skipped; "
-            "once a stage runs, the later stages run too.", width=88),
+            "whose declared outputs exist and whose notebook code and parameters did not change since the run "
+            "that wrote them is skipped; once a stage runs, the later stages run too.", width=88),
         epilog="examples:\n"
                "  abawkit run pipelines/demo.yaml\n"
                "  abawkit run pipelines/demo.yaml --set temporal_encoder.window=128 --run-dir runs/window128\n"
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a parameter (VALUE is a YAML literal: 128, 0.5, true, null, [a, b], 'text'); "
                         "PARAM=VALUE without a stage sets it in every stage whose notebook declares it; repeatable")
     p.add_argument("--force", action="store_true", help="run every selected stage even when its outputs are up to date")
-    p.add_argument("--dry-run", action="store_true", help="check the parameters and print what would run, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="check the parameters and print what would run or be skipped, and why; run nothing")
     p.add_argument("--kernel", help="Jupyter kernel name (default: the pipeline's 'kernel', else 'abawkit')")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     p.set_defaults(func=run)

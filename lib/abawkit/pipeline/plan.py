@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -25,10 +26,25 @@ class ResolvedStage:
     parameters: dict[str, Any]
     outputs: tuple[str, ...]
     declared: dict[str, NotebookParameter]
+    code_sha256: str  # notebook_code_sha256 of the notebook, compared with the recorded run's
 
     @property
     def executed_name(self) -> str:
         return f"{self.index:02d}_{self.name}.ipynb"
+
+
+def notebook_code_sha256(notebook: str | os.PathLike) -> str:
+    """First 16 hex digits of the SHA-256 of the sources of a notebook's code cells, in order.
+
+    The code, not the file: executing a notebook in JupyterLab and saving it changes its outputs, execution
+    counts and metadata but not what it computes, and should not re-run the stage; an edited markdown cell
+    neither. The parameters cell is code, so a changed default counts as a change.
+    """
+    with open(notebook, encoding="utf-8") as fh:
+        cells = json.load(fh).get("cells", [])
+    sources = [c.get("source", "") for c in cells if c.get("cell_type") == "code"]
+    sources = ["".join(s) if isinstance(s, list) else s for s in sources]
+    return hashlib.sha256(json.dumps(sources).encode("utf-8")).hexdigest()[:16]
 
 
 def _substitute(value: Any, run_dir: str) -> Any:
@@ -75,7 +91,8 @@ def resolve(pipeline: Pipeline, root: str | os.PathLike, run_dir: str | os.PathL
             except (KeyError, IndexError, ValueError) as exc:
                 problems.append(f"stage {stage.name!r}: output {out!r} names {exc} which is not a parameter of "
                                 f"{stage.notebook}")
-        resolved.append(ResolvedStage(index, stage.name, nb_path, stage.notebook, params, tuple(outputs), declared))
+        resolved.append(ResolvedStage(index, stage.name, nb_path, stage.notebook, params, tuple(outputs), declared,
+                                      notebook_code_sha256(nb_path)))
     for name in set(pipeline.defaults) - used_defaults:
         problems.append(f"defaults: parameter {name!r} is declared by no stage's notebook")
     if problems:
@@ -175,6 +192,8 @@ def plan_stages(stages: list[ResolvedStage], history: list[dict[str, Any]], root
 
 
 def _skip_decision(stage: ResolvedStage, prev: dict[str, Any] | None, root: Path) -> tuple[str, str]:
+    """Skip only when the outputs are there and were written by a successful run of the same notebook code with
+    the same parameters; otherwise say every reason to run."""
     if not stage.outputs:
         return "run", "no outputs declared"
     missing = [o for o in stage.outputs if not (root / o).exists()]
@@ -184,8 +203,15 @@ def _skip_decision(stage: ResolvedStage, prev: dict[str, Any] | None, root: Path
         return "run", "no recorded run wrote these outputs"
     if prev.get("status") not in ("done", "skipped"):
         return "run", f"the last recorded run of it {prev.get('status')}"
+    reasons = []
+    if not prev.get("code_sha256"):  # a record written before the runner compared notebooks
+        reasons.append("the last run recorded no notebook hash")
+    elif prev["code_sha256"] != stage.code_sha256:
+        reasons.append("notebook changed since the last run")
     if prev.get("parameters") != jsonable(stage.parameters):
         old = prev.get("parameters") or {}
         changed = sorted(k for k in set(old) | set(stage.parameters) if old.get(k) != jsonable(stage.parameters.get(k)))
-        return "run", f"parameters changed: {', '.join(changed)}"
-    return "skip", "outputs exist, parameters unchanged"
+        reasons.append(f"parameters changed: {', '.join(changed)}")
+    if reasons:
+        return "run", "; ".join(reasons)
+    return "skip", "outputs exist, notebook and parameters unchanged"

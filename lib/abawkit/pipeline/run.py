@@ -97,8 +97,9 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     resume_cmd = command or f"abawkit run {pipeline.path or pipeline.name + '.yaml'} --run-dir {run_dir}"
 
     if dry_run:
+        log(f"plan for {run_dir} (nothing runs with --dry-run):")
         for item in items:
-            log(f"[{item.stage.index:02d}] {item.stage.name:<20s} {item.action:<5s} ({item.reason})")
+            log(f"[{item.stage.index:02d}] {item.stage.name:<20s} {item.action:<5s} {item.reason}")
         return {"plan": [{"stage": it.stage.name, "action": it.action, "reason": it.reason,
                           "parameters": jsonable(it.stage.parameters)} for it in items]}
 
@@ -120,7 +121,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     for item in items:
         s = item.stage
         entry: dict[str, Any] = {
-            "index": s.index, "notebook": s.notebook_rel, "notebook_sha256": _sha256(s.notebook),
+            "index": s.index, "notebook": s.notebook_rel, "code_sha256": s.code_sha256,
             "executed": str(run_dir / s.executed_name), "parameters": jsonable(s.parameters),
             "outputs": list(s.outputs), "status": "pending", "reason": item.reason,
             "started": None, "ended": None, "seconds": None, "metrics": {},
@@ -131,11 +132,12 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
             for key in ("executed", "started", "ended", "seconds", "metrics", "parameters", "git_commit"):
                 if key in old:
                     entry[key] = old[key]
+            entry["code_sha256"] = old.get("code_sha256")  # the code that wrote the outputs, not today's
             entry["status"] = "skipped" if item.action == "skip" else old.get("status", "not run")
             if item.action == "keep" and old.get("status") == "failed":
                 entry["error"] = old.get("error")
         elif item.action == "keep":
-            entry["status"] = "not run"
+            entry.update(status="not run", code_sha256=None)
         record["stages"][s.name] = entry
     run_dir_abs.mkdir(parents=True, exist_ok=True)
     write_json(run_dir_abs / RUN_RECORD, record)
