@@ -419,16 +419,42 @@ def test_missing_kernel_is_reported_before_running(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_results_text_shows_the_comparison_and_the_submission(tmp_path):
-    from abawkit.pipeline import results_text
+def test_reported_tables_are_read_by_title_and_printed_in_stage_order(tmp_path):
+    from abawkit.notebook import TABLE_MIME, report_table
+    from abawkit.pipeline import read_tables, tables_text
 
-    table = pd.DataFrame({"stage": ["frame model", "+ temporal encoder"], "macro_f1": [0.3, 0.41],
-                          **{c: [0.1, 0.2] for c in CLASSES}})
-    (tmp_path / "t").mkdir()
-    table.to_csv(tmp_path / "t" / "comparison.csv", index=False)
-    record = {"stages": {"temporal": {"outputs": ["t/best.pt", "t/comparison.csv"], "metrics": {}},
-                         "submission": {"outputs": ["sub"], "metrics": {"submission": "sub/predictions.zip"}}}}
-    text = results_text(record, tmp_path)
-    assert "validation macro-F1 (t/comparison.csv)" in text and "+ temporal encoder" in text and "0.410" in text
-    assert text.endswith("submission: sub/predictions.zip")
-    assert results_text({"stages": {"x": {"outputs": ["missing/comparison.csv"]}}}, tmp_path) == ""
+    first = report_table("validation", pd.DataFrame({"stage": ["frame model", "+ temporal"], "macro_f1": [0.3, 0.4]}))
+    again = report_table("validation", pd.DataFrame({"stage": ["frame model", "+ temporal"],
+                                                     "macro_f1": [np.float32(0.3), 0.41]}))
+    other = report_table("files", {"path": ["sub/predictions.zip"], "rows": [12]})
+    assert first["columns"] == ["stage", "macro_f1"] and first["data"][1] == ["+ temporal", 0.4]
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {TABLE_MIME: t}}]}
+                    for t in (first, other, again)]}
+    (tmp_path / "x.ipynb").write_text(json.dumps(nb))
+    tables = read_tables(tmp_path / "x.ipynb")
+    assert list(tables) == ["validation", "files"] and tables["validation"]["data"][1][1] == pytest.approx(0.41)
+    record = {"stages": {"a": {"tables": tables}, "b": {"tables": {}}, "c": {"tables": {"last": {
+        "columns": ["x"], "data": [[1.23456]], "precision": 2}}}}}
+    text = tables_text(record)
+    assert text.startswith("validation:\n") and "+ temporal     0.410" in text
+    assert "files:\n" in text and "sub/predictions.zip" in text and text.endswith("last:\n   x\n1.23")
+    assert tables_text({"stages": {"x": {"metrics": {"a": 1}}}}) == ""
+
+
+@pytest.mark.slow
+def test_run_prints_every_table_a_notebook_reported(tmp_path, capsys):
+    notebooks = own_toy_notebooks(tmp_path)
+    edit_notebook(notebooks / "toy_use.ipynb", lambda nb: nb.cells.append(nbformat.v4.new_code_cell(
+        "import pandas as pd\nfrom abawkit.notebook import report_table\n"
+        "report_table('toy figures', pd.DataFrame({'name': ['doubled'], 'value': [2.0 * data['n']]}))")))
+    path = toy_pipeline(tmp_path, notebooks)
+    run_dir = tmp_path / "runs" / "toy"
+    for _ in range(2):  # the second run skips both stages and still shows the table of the run that made it
+        assert main(["run", str(path), "--run-dir", str(run_dir), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "toy figures:\n   name  value\ndoubled  8.000\n\nrun record:" in out
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["stages"]["use"]["status"] == "skipped"
+    assert saved["stages"]["use"]["tables"] == {"toy figures": {"columns": ["name", "value"],
+                                                                "data": [["doubled", 8.0]], "precision": 3}}
+    assert saved["stages"]["make"]["tables"] == {}

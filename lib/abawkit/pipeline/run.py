@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import write_json
-from ..notebook import METRICS_MIME
+from ..notebook import METRICS_MIME, TABLE_MIME, format_table
 from ..runinfo import device_info, git_commit, now, package_versions
 from .file import Pipeline, PipelineError
 from .plan import RUN_RECORD, jsonable, plan_stages, read_history, resolve
@@ -42,24 +42,35 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def read_metrics(executed: str | os.PathLike) -> dict[str, Any]:
-    """Key metrics a notebook reported (``abawkit.notebook.report_metrics``), later reports overriding earlier."""
+def _reports(executed: str | os.PathLike, mime: str) -> list[dict[str, Any]]:
+    """The values a notebook showed under ``mime`` (``abawkit.notebook.report_*``), in the order shown."""
     path = Path(executed)
     if not path.is_file():
-        return {}
+        return []
     with open(path, encoding="utf-8") as fh:
         nb = json.load(fh)
-    metrics: dict[str, Any] = {}
+    found = []
     for cell in nb.get("cells", []):
         for output in cell.get("outputs", []) or []:
-            data = output.get("data") or {}
-            if METRICS_MIME in data:
-                value = data[METRICS_MIME]
-                if isinstance(value, str):
-                    value = json.loads(value)
-                if isinstance(value, dict):
-                    metrics.update(value)
+            value = (output.get("data") or {}).get(mime)
+            if isinstance(value, str):
+                value = json.loads(value)
+            if isinstance(value, dict):
+                found.append(value)
+    return found
+
+
+def read_metrics(executed: str | os.PathLike) -> dict[str, Any]:
+    """Key metrics a notebook reported (``abawkit.notebook.report_metrics``), later reports overriding earlier."""
+    metrics: dict[str, Any] = {}
+    for report in _reports(executed, METRICS_MIME):
+        metrics.update(report)
     return metrics
+
+
+def read_tables(executed: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Tables a notebook reported (``abawkit.notebook.report_table``) by title, a later one replacing an earlier."""
+    return {str(t.get("title")): {k: v for k, v in t.items() if k != "title"} for t in _reports(executed, TABLE_MIME)}
 
 
 def _source_cell_index(notebook: Path, source: str) -> int | None:
@@ -124,12 +135,12 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
             "index": s.index, "notebook": s.notebook_rel, "code_sha256": s.code_sha256,
             "executed": str(run_dir / s.executed_name), "parameters": jsonable(s.parameters),
             "outputs": list(s.outputs), "status": "pending", "reason": item.reason,
-            "started": None, "ended": None, "seconds": None, "metrics": {},
+            "started": None, "ended": None, "seconds": None, "metrics": {}, "tables": {},
         }
         old = item.previous
         if item.action in ("skip", "keep") and old:
             # carried over from the earlier run: what produced the outputs that are still there
-            for key in ("executed", "started", "ended", "seconds", "metrics", "parameters", "git_commit"):
+            for key in ("executed", "started", "ended", "seconds", "metrics", "tables", "parameters", "git_commit"):
                 if key in old:
                     entry[key] = old[key]
             entry["code_sha256"] = old.get("code_sha256")  # the code that wrote the outputs, not today's
@@ -167,7 +178,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
                 cell_first_line=first_line.strip()[:100], error=f"{exc.ename}: {exc.evalue}",
                 executed=str(run_dir / s.executed_name), resume=f"{resume_cmd} --from {s.name}")
             entry.update(status="failed", ended=now(), seconds=round(time.monotonic() - t0, 1),
-                         metrics=read_metrics(executed),
+                         metrics=read_metrics(executed), tables=read_tables(executed),
                          error={"cell_index": failure.cell_index, "cell_first_line": failure.cell_first_line,
                                 "error": failure.error})
             _finish(record, run_dir_abs, "failed")
@@ -178,7 +189,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
             _finish(record, run_dir_abs, "failed")
             raise
         entry.update(status="done", ended=now(), seconds=round(time.monotonic() - t0, 1),
-                     metrics=read_metrics(executed))
+                     metrics=read_metrics(executed), tables=read_tables(executed))
         missing = [o for o in s.outputs if not (root / o).exists()]
         if missing:
             entry["warning"] = f"declared outputs missing after the run: {', '.join(missing)}"
@@ -235,21 +246,8 @@ def summary_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def results_text(record: dict[str, Any], root: str | os.PathLike = ".") -> str:
-    """What a person looks for at the end of a run: every ``comparison.csv`` a stage declared as output
-    (the validation macro-F1 of frame model, + temporal encoder, + post-processing, with per-class F1) and
-    every ``submission`` a stage reported. Empty when the run has neither."""
-    import pandas as pd
-
-    parts = []
-    for name, entry in record.get("stages", {}).items():
-        for out in entry.get("outputs") or ():
-            path = Path(root) / out
-            if path.name == "comparison.csv" and path.is_file():
-                table = pd.read_csv(path)
-                parts.append(f"validation macro-F1 ({out}):\n"
-                             + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        submission = (entry.get("metrics") or {}).get("submission")
-        if submission:
-            parts.append(f"submission: {submission}")
-    return "\n\n".join(parts)
+def tables_text(record: dict[str, Any]) -> str:
+    """Every table the stages of a run reported (``abawkit.notebook.report_table``), in stage order, each under
+    its title: what a person looks for at the end of a run. Empty when no stage reported one."""
+    return "\n\n".join(f"{title}:\n{format_table(table)}" for entry in record.get("stages", {}).values()
+                        for title, table in (entry.get("tables") or {}).items())
