@@ -289,6 +289,17 @@ def test_editing_a_code_cell_reruns_that_stage_and_the_later_ones(tmp_path):
     assert {status for status, _ in run().values()} == {"skipped"}
 
 
+@pytest.mark.slow
+def test_kernel_starts_without_the_unencrypted_tcp_warning(tmp_path, capfd):
+    spec = {"name": "one", "stages": [{"name": "make", "notebook": str(TOY / "toy_make.ipynb"),
+                                       "parameters": {"out_path": str(tmp_path / "made.json")}}]}
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(spec))
+    record = run_pipeline(load_pipeline(tmp_path / "one.yaml"), tmp_path / "runs" / "one", root=REPO,
+                          log=lambda _: None)
+    assert record["stages"]["make"]["status"] == "done"
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's stderr goes to this process's
+
+
 def test_read_metrics_takes_the_last_report(tmp_path):
     nb = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "display_data", "data": {"application/vnd.abawkit.metrics+json": {"a": 1, "b": 2}}}]},

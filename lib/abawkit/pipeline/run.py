@@ -168,7 +168,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
         try:
             pm.execute_notebook(str(s.notebook), str(executed), parameters=copy.deepcopy(s.parameters),
                                 kernel_name=kernel or pipeline.kernel, cwd=str(root), progress_bar=progress,
-                                log_output=False)
+                                log_output=False, config=kernel_config())
         except PapermillExecutionError as exc:
             first_line = next((ln for ln in (exc.source or "").splitlines() if ln.strip()), "")
             src_index = _source_cell_index(s.notebook, exc.source)
@@ -199,6 +199,23 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     failed = any(e["status"] == "failed" for e in record["stages"].values())
     _finish(record, run_dir_abs, "failed" if failed else "done")
     return record
+
+
+def kernel_config():
+    """Kernel manager settings for papermill: an encrypted (CurveZMQ) channel to kernels that support it.
+
+    ipykernel 7 warns "Kernel is running over TCP without encryption" each time it starts without keys from
+    its manager: one warning per stage among the stage lines. jupyter_client 8.10 hands it keys with
+    ``transport_encryption="auto"`` when the kernelspec declares ``supported_encryption: curve`` (ipykernel's
+    does); older versions, or a libzmq without curve, keep plain TCP and the warning.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names():
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
 
 
 def check_kernel(name: str) -> None:
