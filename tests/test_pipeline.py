@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import papermill as pm
@@ -15,6 +17,7 @@ from abawkit.cli import main
 from abawkit.labels import CLASSES
 from abawkit.pipeline import (PipelineError, StageFailed, apply_overrides, load_pipeline, notebook_parameters,
                               parse_set, read_metrics, resolve, run_pipeline, summary_table)
+from abawkit.pipeline.plan import jsonable
 from conftest import REPO
 
 TOY = REPO / "tests" / "data" / "notebooks"
@@ -34,16 +37,16 @@ CONTRACT = {
 }
 
 
-def toy_pipeline(tmp_path: Path, **use_params) -> Path:
+def toy_pipeline(tmp_path: Path, notebooks: Path = TOY, **use_params) -> Path:
     """Two toy stages: ``make`` writes a JSON file, ``use`` reads it (and fails when asked)."""
     out = tmp_path / "out"
     spec = {
         "name": "toy",
         "defaults": {"out_path": str(out / "made.json")},
         "stages": [
-            {"name": "make", "notebook": str(TOY / "toy_make.ipynb"), "parameters": {"n": 4},
+            {"name": "make", "notebook": str(notebooks / "toy_make.ipynb"), "parameters": {"n": 4},
              "outputs": ["{out_path}"]},
-            {"name": "use", "notebook": str(TOY / "toy_use.ipynb"),
+            {"name": "use", "notebook": str(notebooks / "toy_use.ipynb"),
              "parameters": {"in_path": str(out / "made.json"), "out_path": str(out / "used.txt"), **use_params},
              "outputs": ["{out_path}"]},
         ],
@@ -51,6 +54,31 @@ def toy_pipeline(tmp_path: Path, **use_params) -> Path:
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def own_toy_notebooks(tmp_path: Path) -> Path:
+    """Copies of the toy notebooks that a test may edit."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("toy_make.ipynb", "toy_use.ipynb"):
+        shutil.copy(TOY / name, folder / name)
+    return folder
+
+
+def edit_notebook(path: Path, edit) -> None:
+    """Apply ``edit(notebook)`` to the notebook file, as a person saving it from JupyterLab would."""
+    nb = nbformat.read(path, as_version=4)
+    edit(nb)
+    nbformat.write(nb, path)
+
+
+def saved_with_outputs(nb) -> None:
+    """What executing every cell in JupyterLab and saving leaves: outputs, counts, metadata; same code."""
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = i + 1
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="something\n")]
+        cell.metadata["collapsed"] = False
+    nb.cells[0].source += "\nA note added to the markdown."
 
 
 # ---------------------------------------------------------------------------------------------- parameters
@@ -202,6 +230,76 @@ def test_cli_failure_message_and_set(tmp_path, capsys):
     assert rc == 2 and "parameter 'n' must be int" in capsys.readouterr().err
 
 
+def test_dry_run_says_why_each_stage_runs_or_is_skipped(tmp_path, capsys):
+    notebooks = own_toy_notebooks(tmp_path)
+    path = toy_pipeline(tmp_path, notebooks)
+    run_dir = tmp_path / "runs" / "toy"
+    # a record as a finished run leaves it (outputs written, parameters and notebook code recorded); no kernel
+    stages = resolve(load_pipeline(path), REPO, run_dir)
+    entries = {}
+    for s in stages:
+        for out in s.outputs:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text("{}")
+        entries[s.name] = {"index": s.index, "status": "done", "started": "2026-01-01T00:00:00+00:00",
+                           "ended": "2026-01-01T00:01:00+00:00", "parameters": jsonable(s.parameters),
+                           "outputs": list(s.outputs), "code_sha256": s.code_sha256}
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"stages": entries}))
+
+    def dry_run(*sets: str) -> dict[str, str]:
+        """``{stage: the plan line printed for it}``"""
+        assert main(["run", str(path), "--run-dir", str(run_dir), "--dry-run", *(x for s in sets for x in ("--set", s))]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("plan for")
+        return {line.split()[1]: line.split(None, 2)[2] for line in lines[1:]}
+
+    assert dry_run() == {"make": "skip  outputs exist, notebook and parameters unchanged",
+                         "use": "skip  outputs exist, notebook and parameters unchanged"}
+    assert dry_run("make.n=5") == {"make": "run   parameters changed: n", "use": "run   an earlier stage ran"}
+    # run in JupyterLab and saved: outputs, counts and a markdown edit are not a change of the notebook
+    edit_notebook(notebooks / "toy_make.ipynb", saved_with_outputs)
+    assert set(dry_run().values()) == {"skip  outputs exist, notebook and parameters unchanged"}
+    # an edited code cell is; the stages before it are still skipped
+    edit_notebook(notebooks / "toy_use.ipynb", lambda nb: setattr(nb.cells[4], "source", nb.cells[4].source + "\n1 + 1"))
+    assert dry_run("use.fail_at=7") == {"make": "skip  outputs exist, notebook and parameters unchanged",
+                                        "use": "run   notebook changed since the last run; parameters changed: fail_at"}
+    # a record from before notebook hashes were kept proves nothing about the notebook
+    del entries["make"]["code_sha256"]
+    (run_dir / "run.json").write_text(json.dumps({"stages": entries}))
+    assert dry_run()["make"] == "run   the last run recorded no notebook hash"
+
+
+@pytest.mark.slow
+def test_editing_a_code_cell_reruns_that_stage_and_the_later_ones(tmp_path):
+    notebooks = own_toy_notebooks(tmp_path)
+    path = toy_pipeline(tmp_path, notebooks)
+    run_dir = tmp_path / "runs" / "toy"
+
+    def run() -> dict[str, tuple[str, str]]:
+        record = run_pipeline(load_pipeline(path), run_dir, root=REPO, log=lambda _: None)
+        return {name: (e["status"], e["reason"]) for name, e in record["stages"].items()}
+
+    assert {status for status, _ in run().values()} == {"done"}
+    assert {status for status, _ in run().values()} == {"skipped"}
+    edit_notebook(notebooks / "toy_make.ipynb", lambda nb: setattr(nb.cells[3], "source", nb.cells[3].source.replace(
+        '"n": n', '"n": n + 1')))
+    assert run() == {"make": ("done", "notebook changed since the last run"), "use": ("done", "an earlier stage ran")}
+    assert (tmp_path / "out" / "used.txt").read_text() == "10"  # the edited code ran: n = 4 + 1, doubled
+    assert {status for status, _ in run().values()} == {"skipped"}
+
+
+@pytest.mark.slow
+def test_kernel_starts_without_the_unencrypted_tcp_warning(tmp_path, capfd):
+    spec = {"name": "one", "stages": [{"name": "make", "notebook": str(TOY / "toy_make.ipynb"),
+                                       "parameters": {"out_path": str(tmp_path / "made.json")}}]}
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(spec))
+    record = run_pipeline(load_pipeline(tmp_path / "one.yaml"), tmp_path / "runs" / "one", root=REPO,
+                          log=lambda _: None)
+    assert record["stages"]["make"]["status"] == "done"
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's stderr goes to this process's
+
+
 def test_read_metrics_takes_the_last_report(tmp_path):
     nb = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "display_data", "data": {"application/vnd.abawkit.metrics+json": {"a": 1, "b": 2}}}]},
@@ -332,16 +430,42 @@ def test_missing_kernel_is_reported_before_running(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_results_text_shows_the_comparison_and_the_submission(tmp_path):
-    from abawkit.pipeline import results_text
+def test_reported_tables_are_read_by_title_and_printed_in_stage_order(tmp_path):
+    from abawkit.notebook import TABLE_MIME, report_table
+    from abawkit.pipeline import read_tables, tables_text
 
-    table = pd.DataFrame({"stage": ["frame model", "+ temporal encoder"], "macro_f1": [0.3, 0.41],
-                          **{c: [0.1, 0.2] for c in CLASSES}})
-    (tmp_path / "t").mkdir()
-    table.to_csv(tmp_path / "t" / "comparison.csv", index=False)
-    record = {"stages": {"temporal": {"outputs": ["t/best.pt", "t/comparison.csv"], "metrics": {}},
-                         "submission": {"outputs": ["sub"], "metrics": {"submission": "sub/predictions.zip"}}}}
-    text = results_text(record, tmp_path)
-    assert "validation macro-F1 (t/comparison.csv)" in text and "+ temporal encoder" in text and "0.410" in text
-    assert text.endswith("submission: sub/predictions.zip")
-    assert results_text({"stages": {"x": {"outputs": ["missing/comparison.csv"]}}}, tmp_path) == ""
+    first = report_table("validation", pd.DataFrame({"stage": ["frame model", "+ temporal"], "macro_f1": [0.3, 0.4]}))
+    again = report_table("validation", pd.DataFrame({"stage": ["frame model", "+ temporal"],
+                                                     "macro_f1": [np.float32(0.3), 0.41]}))
+    other = report_table("files", {"path": ["sub/predictions.zip"], "rows": [12]})
+    assert first["columns"] == ["stage", "macro_f1"] and first["data"][1] == ["+ temporal", 0.4]
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {TABLE_MIME: t}}]}
+                    for t in (first, other, again)]}
+    (tmp_path / "x.ipynb").write_text(json.dumps(nb))
+    tables = read_tables(tmp_path / "x.ipynb")
+    assert list(tables) == ["validation", "files"] and tables["validation"]["data"][1][1] == pytest.approx(0.41)
+    record = {"stages": {"a": {"tables": tables}, "b": {"tables": {}}, "c": {"tables": {"last": {
+        "columns": ["x"], "data": [[1.23456]], "precision": 2}}}}}
+    text = tables_text(record)
+    assert text.startswith("validation:\n") and "+ temporal     0.410" in text
+    assert "files:\n" in text and "sub/predictions.zip" in text and text.endswith("last:\n   x\n1.23")
+    assert tables_text({"stages": {"x": {"metrics": {"a": 1}}}}) == ""
+
+
+@pytest.mark.slow
+def test_run_prints_every_table_a_notebook_reported(tmp_path, capsys):
+    notebooks = own_toy_notebooks(tmp_path)
+    edit_notebook(notebooks / "toy_use.ipynb", lambda nb: nb.cells.append(nbformat.v4.new_code_cell(
+        "import pandas as pd\nfrom abawkit.notebook import report_table\n"
+        "report_table('toy figures', pd.DataFrame({'name': ['doubled'], 'value': [2.0 * data['n']]}))")))
+    path = toy_pipeline(tmp_path, notebooks)
+    run_dir = tmp_path / "runs" / "toy"
+    for _ in range(2):  # the second run skips both stages and still shows the table of the run that made it
+        assert main(["run", str(path), "--run-dir", str(run_dir), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "toy figures:\n   name  value\ndoubled  8.000\n\nrun record:" in out
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["stages"]["use"]["status"] == "skipped"
+    assert saved["stages"]["use"]["tables"] == {"toy figures": {"columns": ["name", "value"],
+                                                                "data": [["doubled", 8.0]], "precision": 3}}
+    assert saved["stages"]["make"]["tables"] == {}

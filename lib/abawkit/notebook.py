@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -58,3 +59,39 @@ def report_metrics(**metrics: float | int | str) -> dict:
     except ImportError:  # pragma: no cover - outside IPython
         print(clean)
     return clean
+
+
+#: Output MIME type under which a notebook reports a table; ``abawkit run`` prints every one at the end of a run.
+TABLE_MIME = "application/vnd.abawkit.table+json"
+
+
+def report_table(title: str, table, precision: int = 3) -> dict:
+    """Show a table of a notebook's results (e.g. the validation comparison) and tag it for the run record.
+
+    ``table`` is a DataFrame (or anything ``pandas.DataFrame`` accepts); floats are shown with ``precision``
+    decimals. The pipeline runner collects it, under :data:`TABLE_MIME`, into the stage's ``tables`` in
+    ``run.json`` and prints it at the end of ``abawkit run``; a later table with the same title replaces it.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(table)
+    split = json.loads(frame.to_json(orient="split", index=False))  # numpy scalars and NaN as plain JSON
+    payload = {"title": title, "columns": split["columns"], "data": split["data"], "precision": precision}
+    text = f"{title}:\n{format_table(payload)}"
+    try:
+        from IPython.display import display
+
+        html = frame.to_html(index=False, float_format=lambda v: f"{v:.{precision}f}")
+        display({TABLE_MIME: payload, "text/plain": text, "text/html": f"<b>{title}</b>{html}"}, raw=True)
+    except ImportError:  # pragma: no cover - outside IPython
+        print(text)
+    return payload
+
+
+def format_table(payload: dict) -> str:
+    """A table reported with :func:`report_table` as plain text, floats with its precision."""
+    import pandas as pd
+
+    precision = payload.get("precision", 3)
+    frame = pd.DataFrame(payload.get("data") or [], columns=payload.get("columns"))
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.{precision}f}")

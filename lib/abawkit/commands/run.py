@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "kernel and the project root as working directory. Before anything runs, every stage's parameters "
             "are checked against the notebook's parameters cell (unknown name, missing required value, wrong "
             "type). Executed copies go to RUN_DIR/NN_stage.ipynb and the run record (parameters, git commit, "
-            "package versions, device, times, status and key metrics per stage) to RUN_DIR/run.json. A stage "
-            "whose declared outputs exist and whose parameters did not change since the last run is skipped; "
+            "package versions, device, times, status, key metrics and tables per stage) to RUN_DIR/run.json; "
+            "the tables the notebooks reported are printed at the end. A stage whose declared outputs exist "
+            "and whose notebook code and parameters did not change since the run that wrote them is skipped; "
             "once a stage runs, the later stages run too.", width=88),
         epilog="examples:\n"
                "  abawkit run pipelines/demo.yaml\n"
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a parameter (VALUE is a YAML literal: 128, 0.5, true, null, [a, b], 'text'); "
                         "PARAM=VALUE without a stage sets it in every stage whose notebook declares it; repeatable")
     p.add_argument("--force", action="store_true", help="run every selected stage even when its outputs are up to date")
-    p.add_argument("--dry-run", action="store_true", help="check the parameters and print what would run, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="check the parameters and print what would run or be skipped, and why; run nothing")
     p.add_argument("--kernel", help="Jupyter kernel name (default: the pipeline's 'kernel', else 'abawkit')")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     p.set_defaults(func=run)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..notebook import project_root
-    from ..pipeline import StageFailed, apply_overrides, load_pipeline, results_text, run_pipeline, summary_table
+    from ..pipeline import StageFailed, apply_overrides, load_pipeline, run_pipeline, summary_table, tables_text
 
     pipeline = apply_overrides(load_pipeline(args.pipeline), args.sets)
     root = project_root()
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     print("\n" + summary_table(record))
-    results = results_text(record, root)
-    if results:
-        print("\n" + results)
+    tables = tables_text(record)
+    if tables:
+        print("\n" + tables)
     print(f"\nrun record: {run_dir}/run.json")
     return 0
