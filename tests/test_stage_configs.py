@@ -118,3 +118,38 @@ def test_a_repeatable_option_on_the_command_line_replaces_the_presets_list():
     cfg = settings.cli(TrainConfig, ["--preset", "demo", "--unlabeled-dir", "a", "--unlabeled-dir", "b"], prog="x")
     assert cfg.unlabeled_dirs == ("a", "b")
     assert settings.cli(TrainConfig, ["--preset", "demo"], prog="x").unlabeled_dirs == ("data/demo/unlabeled_faces",)
+
+
+def _resolved(sets, name="temporal_encoder", pipeline="demo.yaml"):
+    from abawkit.pipeline import apply_overrides, load_pipeline, resolve
+
+    stages = resolve(apply_overrides(load_pipeline(REPO / "pipelines" / pipeline), sets), REPO)
+    return {s.name: s for s in stages}[name].parameters
+
+
+def test_the_pipeline_checks_a_stage_by_building_its_config():
+    from abawkit.pipeline import PipelineError
+
+    with pytest.raises(PipelineError, match=r"stage 'temporal_encoder': TemporalTrainConfig: width 60 must be a "
+                                            r"multiple of heads 8"):
+        _resolved(["temporal_encoder.width=60", "temporal_encoder.heads=8"])
+    with pytest.raises(PipelineError, match=r"stage 'semisup_pretrain': TrainConfig: threshold: expected"):
+        _resolved(["semisup_pretrain.threshold=sometimes"], "semisup_pretrain")
+    # a setting the cell does not show is still a setting of the config
+    assert _resolved(["temporal_encoder.frame_drop=0.3"])["frame_drop"] == 0.3
+
+
+def test_a_preset_in_a_pipeline_is_spelled_out_and_the_stages_values_win():
+    from abawkit.pipeline import PipelineError
+
+    params = _resolved(["temporal_encoder.preset=gpu", "temporal_encoder.epochs=7"])
+    gpu = settings.preset(TemporalTrainConfig, "gpu")
+    assert (params["window"], params["depth"], params["width"], params["heads"]) == (128, 4, 256, 8)
+    assert params["epochs"] == 7 and "preset" not in params
+    assert params["dropout"] == gpu.model.dropout == 0.1  # the cell's demo value (0.5) does not leak through
+    assert params["out_dir"].endswith("/temporal")
+    with pytest.raises(PipelineError, match=r"stage 'temporal_encoder':.*preset 'huge'"):
+        _resolved(["temporal_encoder.preset=huge"])
+    real = _resolved(["affwild2_root=/data"], "semisup_pretrain", "affwild2.yaml")
+    assert (real["backbone"], real["image_size"], real["input_norm"], real["uratio"]) == ("convnext_tiny", 224,
+                                                                                           "none", 2)

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import os
-import re
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,6 @@ class NotebookParameter:
     required: bool  # written ``name: type = None  # required``
     help: str = ""
 
-
-_BUILTIN_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (float, int), "str": (str,), "bool": (bool,), "list": (list,),
-    "dict": (dict,), "tuple": (tuple, list), "none": (type(None),), "nonetype": (type(None),),
-}
 
 
 def _literal(text: str) -> Any:
@@ -124,55 +118,106 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, NotebookParame
     return out
 
 
-def _accepted_types(type_name: str) -> tuple[type, ...] | None:
-    """Python types a value may have for an annotation such as ``int``, ``list[str]``, ``str | None``,
-    ``Optional[float]``; None when the annotation is not one we know (then any value passes)."""
-    text = type_name.strip()
-    m = re.fullmatch(r"(?:typing\.)?Optional\[(.*)\]", text)
-    parts = [m.group(1), "None"] if m else re.split(r"\s*\|\s*", text)
-    accepted: list[type] = []
-    for part in parts:
-        base = re.sub(r"\[.*\]$", "", part.strip()).split(".")[-1].lower()
-        base = {"sequence": "list", "mapping": "dict"}.get(base, base)
-        if base not in _BUILTIN_TYPES:
-            return None
-        accepted.extend(_BUILTIN_TYPES[base])
-    return tuple(accepted)
+def stage_config(notebook: str | os.PathLike) -> tuple[type, str | None, frozenset[str]] | None:
+    """The config a stage notebook builds from its parameters (metadata ``abawkit.config``, ``module:Class``),
+    the preset its defaults are, and its display-only parameters; None for a notebook without one."""
+    import importlib
+
+    with open(notebook, encoding="utf-8") as fh:
+        meta = (json.load(fh).get("metadata") or {}).get("abawkit") or {}
+    if "config" not in meta:
+        return None
+    module, _, name = str(meta["config"]).partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise PipelineError(f"{notebook}: its metadata names the config {meta['config']!r}, which does not exist") from None
+    return cls, meta.get("preset"), frozenset(meta.get("notebook_parameters", ()))
+
+
+def _declared_type(param: NotebookParameter) -> Any:
+    """The type a parameter's annotation names (evaluated as Python would), else its default's type."""
+    import builtins
+    import typing
+
+    if param.type_name:
+        try:
+            return eval(param.type_name, {"__builtins__": builtins, **vars(typing)})  # an annotation, not data
+        except Exception:  # an annotation we cannot evaluate: no check
+            return Any
+    if param.default is None:
+        return Any
+    return float | int if isinstance(param.default, float) else type(param.default)
 
 
 def check_value(param: NotebookParameter, value: Any) -> str | None:
     """Why ``value`` does not fit ``param`` (None when it does)."""
+    from ..config import _type_problem
+
     if value is None:
         return "is required (the notebook declares it '# required'); give it a value" if param.required else None
-    if param.type_name is None:
+    hint = _declared_type(param)
+    if hint is Any or _type_problem(param.name, value, hint) is None:
         return None
-    accepted = _accepted_types(param.type_name)
-    if accepted is None:
-        return None
-    ok = isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted)
-    if not ok:
-        return f"must be {param.type_name}, got {type(value).__name__} {value!r}"
-    return None
+    return f"must be {param.type_name or type(param.default).__name__}, got {type(value).__name__} {value!r}"
+
+
+def expand_preset(notebook: str | os.PathLike, declared: dict[str, NotebookParameter],
+                  params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a ``preset`` of the stage's config spelled out: the preset's value of every setting the
+    notebook's cell declares (its defaults are another preset's) and of every setting the preset changes;
+    the stage's own values win. Unchanged for a notebook without a config or a stage without ``preset``."""
+    from .. import config as settings
+
+    found = stage_config(notebook)
+    if found is None or settings.PRESET_KEY not in params:
+        return params
+    cls = found[0]
+    own = {k: v for k, v in params.items() if k != settings.PRESET_KEY}
+    try:
+        chosen = settings.preset(cls, params[settings.PRESET_KEY])
+    except settings.ConfigError as exc:
+        raise PipelineError(f"{notebook}: {exc}") from None
+    values = settings.flat_values(chosen)
+    names = (set(declared) & set(values)) | set(settings.presets(cls)[params[settings.PRESET_KEY]])
+    return {**{k: values[k] for k in sorted(names)}, **own}
 
 
 def check_stage_parameters(declared: dict[str, NotebookParameter], params: dict[str, Any],
-                           notebook: str = "the notebook") -> list[str]:
+                           notebook: str | os.PathLike = "the notebook", name: str | None = None) -> list[str]:
     """What is wrong with the values ``params`` a stage passes to ``notebook``, which declares ``declared``.
 
-    Unknown names, required names without a value, values of the wrong type; one message each, without the
-    stage's name (the caller adds it). The one place that judges values, so that it can become "build the
-    stage's config" without touching the pipeline around it.
+    A stage notebook (one that names its config) accepts every setting of that config, checked by building
+    it from the cell's defaults and the stage's values: the config's own checks apply. Its other parameters,
+    and those of a notebook without a config, are checked against their annotation or default's type. One
+    message each, without the stage's name (the caller adds it); ``name``: how to call the notebook there.
     """
+    from .. import config as settings
+
+    found = stage_config(notebook) if Path(notebook).is_file() else None
+    fields: set[str] = set()
+    if found is not None:
+        fields = set(settings.flat_fields(found[0])) | set(settings.selectors(found[0]))
     problems = []
-    for name in params:
-        if name not in declared:
-            hint = _closest(name, declared)
-            problems.append(f"unknown parameter {name!r}{f' (did you mean {hint!r}?)' if hint else ''}; "
-                            f"{notebook} declares: {', '.join(declared)}")
-    for name, param in declared.items():
-        why = check_value(param, params.get(name, param.default))
+    for key in params:
+        if key not in declared and key not in fields:
+            hint = _closest(key, set(declared) | fields)
+            problems.append(f"unknown parameter {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; "
+                            f"{name or notebook} declares: {', '.join(declared)}"
+                            + (f" and the settings of {found[0].__name__}" if found else ""))
+    for key, param in declared.items():
+        if key in fields:
+            continue
+        why = check_value(param, params.get(key, param.default))
         if why:
-            problems.append(f"parameter {name!r} {why}")
+            problems.append(f"parameter {key!r} {why}")
+    if found is not None and not problems:
+        values = {k: p.default for k, p in declared.items() if k in fields}
+        values.update({k: v for k, v in params.items() if k in fields})
+        try:
+            settings.build(found[0], values)
+        except settings.ConfigError as exc:
+            problems.append(f"{found[0].__name__}: {exc}")
     return problems
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .file import Pipeline, PipelineError
-from .parameters import NotebookParameter, check_stage_parameters, notebook_parameters
+from .parameters import NotebookParameter, check_stage_parameters, expand_preset, notebook_parameters
 
 RUN_RECORD = "run.json"
 
@@ -81,8 +81,12 @@ def resolve(pipeline: Pipeline, root: str | os.PathLike, run_dir: str | os.PathL
         params = {k: v for k, v in pipeline.defaults.items() if k in declared}
         used_defaults.update(params)
         params.update(stage.parameters)
-        params = _substitute(params, run_dir_str)
-        problems += [f"stage {stage.name!r}: {why}" for why in check_stage_parameters(declared, params, stage.notebook)]
+        try:
+            params = _substitute(expand_preset(nb_path, declared, params), run_dir_str)
+        except PipelineError as exc:
+            problems.append(f"stage {stage.name!r}: {exc}")
+            continue
+        problems += [f"stage {stage.name!r}: {why}" for why in check_stage_parameters(declared, params, nb_path, stage.notebook)]
         values = {name: params.get(name, p.default) for name, p in declared.items()} | {"run_dir": run_dir_str, "run_name": Path(run_dir_str).name}
         outputs = []
         for out in stage.outputs:
