@@ -94,6 +94,16 @@ def test_the_submission_passes_the_checker_and_the_report_is_written(chain, tiny
     assert (report / "f1_per_class.png").stat().st_size > 0 and (report / "leaderboard.csv").is_file()
 
 
+def test_the_report_command_draws_the_notebooks_report(chain, tmp_path):
+    from abawkit.cli import main
+
+    root, run_dir, _, _ = chain
+    out = tmp_path / "report"
+    assert main(["report", "--manifest", str(root / "manifest"), "--temporal", str(run_dir / "temporal"),
+                 "--predictions", str(run_dir / "predictions"), "--runs", str(root / "runs"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (run_dir / "report").iterdir())
+
+
 def test_second_run_skips_every_stage(chain):
     root, run_dir, _, pipeline = chain
     record = run_pipeline(pipeline, run_dir, root=REPO, log=lambda _: None)

@@ -14,12 +14,13 @@ from abawkit import config as settings
 from abawkit.faces.extract import FacesConfig
 from abawkit.features import FeatureConfig
 from abawkit.manifest import ManifestConfig
+from abawkit.report import ReportConfig
 from abawkit.semisup.config import SemiSupConfig, TrainConfig
 from abawkit.temporal.config import PredictConfig, TemporalTrainConfig
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-CONFIGS = [ManifestConfig, FacesConfig, TrainConfig, FeatureConfig, TemporalTrainConfig, PredictConfig]
+CONFIGS = [ManifestConfig, FacesConfig, TrainConfig, FeatureConfig, TemporalTrainConfig, PredictConfig, ReportConfig]
 
 
 def _stage(notebook: Path):
@@ -39,9 +40,8 @@ def _cell_values(notebook: Path) -> dict:
 STAGED = [nb for nb in NOTEBOOKS if _stage(nb)]
 
 
-def test_the_stage_notebooks_name_their_config():
-    names = {nb.name[:2] for nb in STAGED}
-    assert {"00", "01", "02", "03", "04", "05"} <= names, names
+def test_every_notebook_names_its_stages_config():
+    assert STAGED == NOTEBOOKS and len(NOTEBOOKS) == 7
 
 
 @pytest.mark.parametrize("notebook", STAGED, ids=lambda p: p.stem)

@@ -11,10 +11,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import numpy as np
 import pandas as pd
+import tyro
 
 from .io import atomic_path, write_csv
 from .labels import CLASSES, IGNORE, NUM_CLASSES
@@ -26,6 +27,30 @@ CLASS_COLORS = ("#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#ffbf00", "#1f77b4"
 UNLABELED_COLOR = "#ffffff"
 #: One colour per split in the figures of notebook 00.
 SPLIT_COLORS = {"Train_Set": "C0", "Validation_Set": "C1", "Test_Set": "C2"}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The final report of a run: validation F1 per class, confusion, timelines, what each stage adds, and the
+    leaderboard of the runs beside it. Writes OUT/f1_per_class.png, confusion.png, timelines.png,
+    comparison.png, per_class.csv, per_video.csv, comparison.csv and leaderboard.csv."""
+
+    manifest_dir: Annotated[str, tyro.conf.arg(name="manifest", metavar="DIR")] = "data_manifests/demo"
+    """manifest (notebook 00): validation labels"""
+    temporal_dir: Annotated[str, tyro.conf.arg(name="temporal", metavar="DIR")] = "runs/demo/temporal"
+    """temporal run (notebook 04): comparison.csv"""
+    predictions_dir: Annotated[str, tyro.conf.arg(name="predictions", metavar="DIR")] = "runs/demo/predictions"
+    """per-video predictions (notebook 05)"""
+    runs_root: Annotated[str | None, tyro.conf.arg(name="runs", metavar="DIR")] = "runs"
+    """folder of runs (<name>/run.json) for the leaderboard; None: no leaderboard"""
+    report_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "runs/demo/report"
+    """figures (PNG) and tables (CSV) of the report are saved here"""
+    max_timelines: int = 6
+    """validation videos drawn as timelines"""
+
+    def __post_init__(self) -> None:
+        if self.max_timelines < 1:
+            raise ValueError(f"max_timelines must be >= 1 (got {self.max_timelines})")
 
 
 class ReportError(FileNotFoundError):
