@@ -74,6 +74,9 @@ def test_each_notebook_reports_what_it_wrote(chain, tiny_demo):
     assert {p.name for p in (root / "faces").iterdir()} == {"cropped_aligned", "cropped", "index",
                                                            "run_record.json", "summary.csv"}
     assert metrics["frame_features"]["videos"] == len(manifest.videos)
+    assert 0.0 <= metrics["report"]["val_macro_f1"] <= 1.0 and "comparison_final_macro_f1" in metrics["report"]
+    report_nb = json.loads((run_dir / "06_report.ipynb").read_text())
+    assert sum("image/png" in o.get("data", {}) for c in report_nb["cells"] for o in c.get("outputs", [])) == 4
     assert 0 <= metrics["submission"]["test_macro_f1"] <= 1 and metrics["submission"]["submission"].endswith(".zip")
     for vid in manifest.video_ids("Validation_Set") + manifest.video_ids("Test_Set"):
         with np.load(run_dir / "predictions" / f"{vid}.npz") as d:
