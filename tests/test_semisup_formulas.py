@@ -1,4 +1,5 @@
-"""SPEC 5.1-5.5 formulas on hand-made tensors: thresholds, FlexMatch mapping, debiasing, feedback, sampler."""
+"""The semi-supervised formulas on hand-made tensors: thresholds (FreeMatch, FlexMatch), debiasing (DebiasPL),
+feedback (Meta Pseudo Labels), the class-uniform sampler."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """End-to-end checks of train-frame on tiny real face crops: learning beats chance, outputs and checkpoint
-contract, resume continues step and algorithm state, a 2-process torchrun run, the CLI."""
+contract, the loop's learning-rate schedule, resume continues the global step (warm-up) and algorithm state,
+a 2-process torchrun run, the CLI."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -73,28 +75,38 @@ def test_short_cpu_run_beats_chance_and_writes_the_contract(semisup_data, tmp_pa
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["step"].tolist() == [20, 40, 60, 80]
     assert {"val_macro_f1", "f1_Neutral", "f1_Other", "loss"} <= set(metrics.columns)
+    # the lr logged after t steps is the next step's: lr/2 (1 + cos(pi t / T)) past the warm-up, 0 at the end
+    expected = [1e-3 * (1 + math.cos(math.pi * t / 80)) for t in (20, 40, 60, 80)]
+    assert np.allclose(metrics["lr"], expected, atol=1e-12)
 
 
-def test_resume_continues_step_and_algorithm_state(semisup_data, tmp_path):
+def test_resume_continues_global_step_warm_up_and_algorithm_state(semisup_data, tmp_path):
     torch.set_num_threads(2)
     out = tmp_path / "full"
     cfg = _cfg(semisup_data, out, "full", steps=4, eval_every=2, ckpt_every=2, batch_size=8)
+    cfg = cfg.with_(semisup=preset("full", unlabeled_warmup=3))  # steps 0-2 supervised, unlabeled from step 3
     train(cfg)
     first = load_frame_checkpoint(out / "last.pt")
-    assert first["step"] == 4 and first["ema"]["updates"] == 4
+    assert first["step"] == 4 and "steps_done" not in first["algorithm"]  # the loop's step is the only count
+    assert {"ema", "scheduler", "optimizer"} <= set(first) and first["scheduler"]["t_initial"] == 4
     tau4 = first["algorithm"]["labeler"]["threshold"]["tau"].item()
     p_hat4 = first["algorithm"]["labeler"]["debias"]["p_hat"]
-    assert tau4 != pytest.approx(1 / 8)  # the threshold state moved and was saved
+    assert tau4 != pytest.approx(1 / 8)  # the threshold state moved (step 3) and was saved
     assert p_hat4.shape == (8,)
-    train(cfg.with_(steps=6, resume=True))
+    train(cfg.with_(steps=8, resume=True))
     second = load_frame_checkpoint(out / "last.pt")
-    assert second["step"] == 6 and second["ema"]["updates"] == 6
-    tau6 = second["algorithm"]["labeler"]["threshold"]["tau"].item()
-    # two more updates of tau_t = l*tau + (1-l)*m from tau_4 (not from 1/C): it stays close to tau_4
+    assert second["step"] == 8
+    tau8 = second["algorithm"]["labeler"]["threshold"]["tau"].item()
+    # four more updates of tau_t = l*tau + (1-l)*m from tau_4 (not from 1/C): it stays close to tau_4
     lam = cfg.semisup.threshold_momentum
-    assert abs(tau6 - tau4) <= 2 * (1 - lam) + 1e-6
-    assert abs(tau6 - 1 / 8) > abs(tau4 - 1 / 8)
-    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [2, 4, 6]
+    assert abs(tau8 - tau4) <= 4 * (1 - lam) + 1e-6
+    assert abs(tau8 - 1 / 8) > abs(tau4 - 1 / 8)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["step"].tolist() == [2, 4, 6, 8]
+    # the resumed run starts at global step 4 (0-based), past the warm-up: had it counted its warm-up again from
+    # 0, steps 4-6 would be supervised and the row logged after 6 steps would show no pseudo-label
+    assert metrics["mask_rate"].iloc[0] == 0.0 and metrics["loss_u"].iloc[0] == 0.0
+    assert (metrics["mask_rate"].iloc[1:] > 0).all()
     assert "teacher" in second["algorithm"] and "teacher_optimizer" in second["algorithm"]
 
 

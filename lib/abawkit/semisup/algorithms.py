@@ -1,6 +1,9 @@
-"""The algorithms, each a small class with a ``step`` and a ``state_dict`` (USB's structure):
-:class:`Supervised`, :class:`FixMatch` (EMA teacher) and :class:`FeedbackTeacher` (SPEC 5.5). Thresholds
-(5.3) and debiased pseudo-labels (5.4) are parts of :class:`PseudoLabeler`, switched by the config.
+"""The algorithms, each a small class with a ``train_step`` and a ``state_dict`` (USB's structure):
+:class:`Supervised`, :class:`FixMatch` (EMA teacher; Sohn et al., 2020) and :class:`FeedbackTeacher` (Meta
+Pseudo Labels, Pham et al., 2021). Confidence thresholds (FixMatch, FreeMatch, FlexMatch) and debiased
+pseudo-labels (DebiasPL, Wang et al., 2022) are parts of :class:`PseudoLabeler`, switched by the config.
+The training loop owns the step count: ``train_step`` receives the global step (0-based), so a resumed run
+continues the warm-up where its checkpoint stopped.
 """
 
 from __future__ import annotations
@@ -19,44 +22,16 @@ from .distributed import all_reduce_mean
 from .thresholds import Threshold, make_threshold
 
 
-class EMA:
-    """Exponential moving average of a model (weights and buffers). The decay warms up as
-    min(decay, (1+t)/(10+t)) (our choice, as in TF/timm) so that a short run is not dominated by its init."""
-
-    def __init__(self, model: nn.Module, decay: float = 0.999):
-        self.module = copy.deepcopy(_unwrap(model)).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay, self.updates = decay, 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        src = _unwrap(model).state_dict()
-        for key, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(src[key].detach(), alpha=1 - d)
-            else:
-                value.copy_(src[key])
-
-    def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["module"])
-        self.updates = int(state["updates"])
-
-
 @dataclass
 class Context:
     """What an algorithm needs from the trainer: the (maybe DDP-wrapped) student, the step that applies a
-    student loss (backward, clipping, optimizer, schedule, EMA), the EMA, autocast, and factories for a
-    teacher's optimizer and schedule."""
+    student loss at a global step (backward, clipping, optimizer, schedule, EMA), the EMA (timm's ModelEmaV3;
+    ``ema.module`` is the averaged network), autocast, and factories for a teacher's optimizer (from a module)
+    and its per-step schedule (``step_update``)."""
 
     student: nn.Module
-    student_step: Callable[[torch.Tensor], None]
-    ema: EMA
+    student_step: Callable[[torch.Tensor, int], None]
+    ema: nn.Module
     autocast: Callable
     make_optimizer: Callable
     make_scheduler: Callable
@@ -65,9 +40,10 @@ class Context:
 
 
 class PseudoLabeler:
-    """Teacher logits of weak views -> (pseudo-labels, mask, confidence): debiased (5.4) or plain softmax,
-    then the threshold (5.3). With debiasing the threshold sees the debiased probabilities (our choice: the
-    SPEC says their confidence enters the mask). ``loss`` is the masked student loss on strong views."""
+    """Teacher logits of weak views -> (pseudo-labels, mask, confidence): debiased q = softmax(z_w - tau_d log
+    p_hat) (DebiasPL) or plain softmax, then the threshold. With debiasing the threshold sees the debiased
+    probabilities: max_c q(c) is the confidence that enters the mask. ``loss`` is the masked student loss on
+    strong views."""
 
     def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int):
         self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
@@ -104,11 +80,12 @@ class Supervised:
     def __init__(self, cfg: SemiSupConfig, ctx: Context, num_classes: int, n_unlabeled: int = 0):
         self.cfg, self.ctx = cfg, ctx
 
-    def step(self, x_l, y_l, u_w=None, u_s=None, idx=None) -> dict[str, float]:
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, *, step: int) -> dict[str, float]:
+        """One optimizer step of the student at global step ``step`` (0-based); the loss statistics."""
         with self.ctx.autocast():
             logits = self.ctx.student(x_l)
         loss = F.cross_entropy(logits.float(), y_l)
-        self.ctx.student_step(loss)
+        self.ctx.student_step(loss, step)
         return {"loss": loss.item(), "loss_l": loss.item()}
 
     def state_dict(self) -> dict:
@@ -127,16 +104,14 @@ class FixMatch(Supervised):
     def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
         super().__init__(cfg, ctx, num_classes, n_unlabeled)
         self.labeler = PseudoLabeler(cfg, num_classes, n_unlabeled)
-        self.steps_done = 0  # counts the warm-up (cfg.unlabeled_warmup); part of the state
 
-    def warming_up(self) -> bool:
-        """True (and counts the step) while the unlabeled parts wait for ``cfg.unlabeled_warmup`` steps."""
-        self.steps_done += 1
-        return self.steps_done <= self.cfg.unlabeled_warmup
+    def warming_up(self, step: int) -> bool:
+        """True for the first ``cfg.unlabeled_warmup`` global steps: the unlabeled parts wait."""
+        return step < self.cfg.unlabeled_warmup
 
-    def step(self, x_l, y_l, u_w=None, u_s=None, idx=None):
-        if self.warming_up():
-            return {**Supervised.step(self, x_l, y_l), "loss_u": 0.0, "mask_rate": 0.0}
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, *, step: int):
+        if self.warming_up(step):
+            return {**Supervised.train_step(self, x_l, y_l, step=step), "loss_u": 0.0, "mask_rate": 0.0}
         with torch.no_grad(), self.ctx.autocast():
             z_w = self.ctx.ema.module(u_w)
         y_hat, mask, _ = self.labeler(z_w, idx)
@@ -146,16 +121,15 @@ class FixMatch(Supervised):
         loss_l = F.cross_entropy(logits[:n].float(), y_l)
         loss_u = self.labeler.loss(logits[n:], y_hat, mask)
         loss = loss_l + self.cfg.lambda_u * loss_u
-        self.ctx.student_step(loss)
+        self.ctx.student_step(loss, step)
         return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
                 "mask_rate": float(mask.mean())}
 
     def state_dict(self):
-        return {"labeler": self.labeler.state_dict(), "steps_done": self.steps_done}
+        return {"labeler": self.labeler.state_dict()}
 
     def load_state_dict(self, state):
         self.labeler.load_state_dict(state["labeler"])
-        self.steps_done = int(state.get("steps_done", 0))
 
 
 def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
@@ -166,9 +140,9 @@ def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
 
 def feedback_teacher_loss(t_l: torch.Tensor, y_l: torch.Tensor, t_s: torch.Tensor, y_hat: torch.Tensor,
                           mask: torch.Tensor, h: torch.Tensor, consistency: float = 1.0) -> dict[str, torch.Tensor]:
-    """SPEC 5.5 teacher loss: CE(T(x_l), y_l) + consistency * masked CE(T(u_s), y_hat) + h * CE(T(u_s),
-    argmax T(u_s)). With h > 0 the teacher is pushed towards its own predictions (they helped the student);
-    with h < 0 away from them."""
+    """Teacher loss of the feedback loop (Meta Pseudo Labels, Pham et al., 2021): CE(T(x_l), y_l)
+    + consistency * masked CE(T(u_s), y_hat) + h * CE(T(u_s), argmax T(u_s)). With h > 0 the teacher is pushed
+    towards its own predictions (they helped the student); with h < 0 away from them."""
     sup = F.cross_entropy(t_l.float(), y_l)
     cons = (F.cross_entropy(t_s.float(), y_hat, reduction="none") * mask).mean()
     mpl = h * F.cross_entropy(t_s.float(), t_s.detach().argmax(dim=1))
@@ -176,24 +150,25 @@ def feedback_teacher_loss(t_l: torch.Tensor, y_l: torch.Tensor, t_s: torch.Tenso
 
 
 class FeedbackTeacher(FixMatch):
-    """SPEC 5.5: a separate teacher network (own optimizer and schedule) labels the weak views; the student
-    steps on (u_s, y_hat) (plus its labeled batch, weight ``student_labeled_weight``); the change of the
-    student's labeled loss, h, then weights the teacher's self-label term. With ``debias`` this is the
-    "debiased feedback" of the SPEC."""
+    """Meta Pseudo Labels (Pham et al., 2021), as Face2Exp (Zeng et al., 2022) uses it: a separate teacher
+    network (own optimizer and schedule) labels the weak views; the student steps on (u_s, y_hat) (plus its
+    labeled batch, weight ``student_labeled_weight``); the change of the student's labeled loss, h, then
+    weights the teacher's self-label term. With ``debias`` the pseudo-labels are DebiasPL's ("debiased
+    feedback")."""
 
     def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
         super().__init__(cfg, ctx, num_classes, n_unlabeled)
         self.teacher_module = copy.deepcopy(_unwrap(ctx.student)).train()
         self.teacher = ctx.wrap(self.teacher_module)
-        self.optimizer = ctx.make_optimizer(self.teacher_module.parameters())
+        self.optimizer = ctx.make_optimizer(self.teacher_module)
         self.scheduler = ctx.make_scheduler(self.optimizer)
 
-    def step(self, x_l, y_l, u_w=None, u_s=None, idx=None):
-        if self.warming_up():
-            stats = Supervised.step(self, x_l, y_l)
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, *, step: int):
+        if self.warming_up(step):
+            stats = Supervised.train_step(self, x_l, y_l, step=step)
             with self.ctx.autocast():  # the teacher learns the labeled batch too, so it is ready to label
                 t_loss = F.cross_entropy(self.teacher(x_l).float(), y_l)
-            self._teacher_update(t_loss)
+            self._teacher_update(t_loss, step)
             return {**stats, "loss_u": 0.0, "mask_rate": 0.0, "h": 0.0, "teacher_loss": t_loss.item()}
         n, nu = x_l.shape[0], u_w.shape[0]
         with self.ctx.autocast():
@@ -207,21 +182,21 @@ class FeedbackTeacher(FixMatch):
         loss_l = F.cross_entropy(s_logits[:n].float(), y_l)
         loss_u = self.labeler.loss(s_logits[n:], y_hat, mask)
         loss = self.cfg.student_labeled_weight * loss_l + self.cfg.lambda_u * loss_u
-        self.ctx.student_step(loss)
+        self.ctx.student_step(loss, step)
         h = all_reduce_mean(feedback_signal(ce_old, self._labeled_ce(x_l, y_l)))
 
         t = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, h, self.cfg.teacher_consistency)
-        self._teacher_update(t["loss"])
+        self._teacher_update(t["loss"], step)
         return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
                 "mask_rate": float(mask.mean()), "h": float(h), "teacher_loss": t["loss"].item()}
 
-    def _teacher_update(self, loss: torch.Tensor) -> None:
+    def _teacher_update(self, loss: torch.Tensor, step: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.ctx.clip_grad:
             nn.utils.clip_grad_norm_(self.teacher_module.parameters(), self.ctx.clip_grad)
         self.optimizer.step()
-        self.scheduler.step()
+        self.scheduler.step_update(step + 1)
 
     @torch.no_grad()
     def _labeled_ce(self, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:

@@ -165,6 +165,9 @@ class TrainConfig:
     """peak learning rate"""
     weight_decay: float = 0.05
     """weight decay (not on norms and biases)"""
+    layer_decay: float | None = None
+    """layer-wise lr decay (timm's optimizer factory): layer i of L learns at lr * layer_decay^(L-1-i); for
+    fine-tuning a pretrained ViT, e.g. 0.65 (None: off)"""
     warmup_steps: int | None = None
     """linear learning-rate warm-up before the cosine decay (None: steps / 10)"""
     clip_grad: float = 5.0

@@ -1,4 +1,4 @@
-"""Debiased pseudo-labels (SPEC 5.4; DebiasPL, Wang et al. CVPR 2022, following the authors' code).
+"""Debiased pseudo-labels (DebiasPL, Wang et al., CVPR 2022, following the authors' code).
 
 p_hat is a momentum estimate of the teacher's class marginal on unlabeled data (a vector, p_hat_0 = 1/C).
 Per batch: (1) q = softmax(z_w - tau_d log p_hat) with the current p_hat; (2) p_hat <- m p_hat + (1-m)

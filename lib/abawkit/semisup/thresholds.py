@@ -1,4 +1,5 @@
-"""Confidence thresholds for pseudo-labels (SPEC 5.3): fixed, self-adaptive (FreeMatch) and FlexMatch.
+"""Confidence thresholds for pseudo-labels: fixed (FixMatch, Sohn et al., 2020), self-adaptive (FreeMatch,
+Wang et al., 2023) and the class-wise curriculum of FlexMatch (Zhang et al., 2021).
 
 Each takes the teacher's class probabilities ``q`` (B, C) of the weak views and returns a 0/1 mask (B,);
 its state (``state_dict``) goes into the checkpoint. Under DDP the batch statistics are all-reduced, so
@@ -45,7 +46,7 @@ class FixedThreshold(Threshold):
 
 
 class SelfAdaptiveThreshold(Threshold):
-    """FreeMatch self-adaptive thresholding, exactly as SPEC 5.3 (tau_0 = p_0 = 1/C, lambda = 0.999):
+    """FreeMatch self-adaptive thresholding (Wang et al., 2023), with tau_0 = p_0 = 1/C and lambda = 0.999:
 
     tau_t = lambda*tau_{t-1} + (1-lambda)*mean_b max_c q_b(c);  p_t = lambda*p_{t-1} + (1-lambda)*mean_b q_b;
     mask_b = 1[max_c q_b(c) >= tau_t * p_t(argmax q_b) / max_c p_t(c)], the current batch counted first.
@@ -81,7 +82,7 @@ def flexmatch_mapping(beta: torch.Tensor) -> torch.Tensor:
 
 
 class FlexMatchThreshold(Threshold):
-    """FlexMatch curriculum (SPEC 5.3): sigma(c) = unlabeled samples whose latest confident (>= tau)
+    """FlexMatch curriculum (Zhang et al., 2021): sigma(c) = unlabeled samples whose latest confident (>= tau)
     prediction is c; beta(c) = sigma(c) / max(max_c sigma, N_unused); threshold tau * M(beta(c)).
 
     Needs the dataset index of each unlabeled sample. The batch updates the state before its mask (as in

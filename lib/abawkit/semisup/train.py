@@ -1,20 +1,18 @@
-"""The training loop of ``abawkit train-frame``: optimizer and schedule, EMA, bf16/channels_last on CUDA,
-DDP under torchrun, periodic validation (macro F1), resumable checkpoints, metrics CSV, curves, run record."""
+"""The training loop of ``abawkit train-frame``: timm's optimizer, warm-up + cosine schedule and EMA,
+bf16/channels_last on CUDA, DDP under torchrun, periodic validation (macro F1), resumable checkpoints, metrics
+CSV, curves, run record."""
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..frame_model import (FrameModel, FrameModelConfig, autocast, eval_transform, load_frame_checkpoint,
@@ -23,8 +21,8 @@ from ..io import write_csv
 from ..labels import CLASSES, NUM_CLASSES
 from ..metrics import f1_report
 from . import distributed as D
-from .algorithms import EMA, Context, build_algorithm
-from .config import SemiSupConfig, TrainConfig
+from .algorithms import Context, build_algorithm
+from .config import TrainConfig
 from .data import (LabeledImages, UnlabeledImages, frames_from_csv, frames_from_manifest, strong_transform,
                    unlabeled_images, weak_transform)
 from .sampler import ClassUniformBatchSampler, UniformBatchSampler
@@ -79,20 +77,42 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
     return train, val, unl
 
 
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up to 1, then cosine to 0 at ``total`` steps."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    return f
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module):
+    """timm's optimizer factory on ``model``: AdamW or Nesterov SGD (momentum 0.9), no weight decay on 1-d
+    parameters (biases, norm weights) nor on the network's ``no_weight_decay()`` names; ``cfg.layer_decay`` scales
+    the lr of layer i of L by layer_decay^(L-1-i) (layer-wise decay of BEiT/MAE fine-tuning; None: off)."""
+    from timm.optim import create_optimizer_v2
+
+    # A FrameModel's parameters are all its timm network's, which carries group_matcher and no_weight_decay.
+    net = model.backbone if isinstance(model, FrameModel) else model
+    return create_optimizer_v2(net, opt=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               layer_decay=cfg.layer_decay)
 
 
-def make_optimizer(cfg: TrainConfig, params):
-    params = [p for p in params if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+    """Per-step schedule (``step_update(t)`` after the t-th optimizer step): lr_t = lr * t / w for t < w =
+    ``cfg.lr_warmup_steps``, then lr_t = lr/2 * (1 + cos(pi t / T)), T = ``steps`` (timm's warm-up overlays the cosine,
+    which reaches 0 at T)."""
+    from timm.scheduler import CosineLRScheduler
+
+    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps, warmup_t=cfg.lr_warmup_steps, warmup_lr_init=0.0,
+                                  lr_min=0.0, t_in_epochs=False)
+    scheduler.step_update(0)  # the first step's lr in every group, times its lr_scale (layer decay)
+    return scheduler
+
+
+def make_ema(model: torch.nn.Module, decay: float):
+    """timm's ModelEmaV3 of ``model``: each floating-point tensor of the state_dict (parameters and buffers,
+    BatchNorm running statistics included) moves as e <- d_t e + (1 - d_t) x; integer buffers are copied.
+    Updated with t = the number of optimizer steps done (global step + 1, so a resumed run continues the
+    warm-up), d_t = min(decay, 1 - (1 + (t-1)/9)^-1) = min(decay, (t-1)/(t+8)): the first update copies the
+    student and a short run is not dominated by its initial weights (TensorFlow's (1+t)/(10+t) warm-up of
+    ExponentialMovingAverage, two updates later)."""
+    from timm.utils import ModelEmaV3
+
+    ema = ModelEmaV3(model, decay=decay, use_warmup=True, warmup_gamma=9.0, warmup_power=1.0)
+    ema.requires_grad_(False)
+    return ema
 
 
 def _infinite(loader):
@@ -159,24 +179,22 @@ def train(cfg: TrainConfig) -> TrainResult:
             return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         student_ddp = wrap(student)
-        optimizer = make_optimizer(cfg, student.parameters())
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.lr_warmup_steps, cfg.steps))
-        ema = EMA(student, semi.ema_decay)
+        optimizer = make_optimizer(cfg, student)
+        scheduler = make_scheduler(cfg, optimizer)
+        ema = make_ema(student, semi.ema_decay)
 
-        def student_step(loss: torch.Tensor) -> None:
+        def student_step(loss: torch.Tensor, step: int) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad:
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad)
             optimizer.step()
-            scheduler.step()
-            ema.update(student)
+            scheduler.step_update(step + 1)
+            ema.update(student, step=step + 1)
 
         ctx = Context(student=student_ddp, student_step=student_step, ema=ema, autocast=lambda: autocast(device),
-                      make_optimizer=lambda params: make_optimizer(cfg, params),
-                      make_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-                          opt, lr_lambda(cfg.lr_warmup_steps, cfg.steps)),
-                      wrap=wrap, clip_grad=cfg.clip_grad)
+                      make_optimizer=lambda model: make_optimizer(cfg, model),
+                      make_scheduler=lambda opt: make_scheduler(cfg, opt), wrap=wrap, clip_grad=cfg.clip_grad)
         algo = build_algorithm(semi, ctx, NUM_CLASSES, len(unl_paths))
 
         start, best, best_step, history = 0, -1.0, 0, []
@@ -255,19 +273,19 @@ def train(cfg: TrainConfig) -> TrainResult:
         for step in bar:
             x_l, y_l = next(lab_iter)
             x_l, y_l = _to(x_l, device), y_l.to(device)
-            # No unlabeled batch is loaded during the warm-up (the algorithm would not use it).
-            if unl_iter is not None and step >= semi.unlabeled_warmup:
+            # No unlabeled batch is loaded during the algorithm's warm-up (it would not use it).
+            if unl_iter is not None and not algo.warming_up(step):
                 u_w, u_s, idx = next(unl_iter)
-                stats = algo.step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device))
+                stats = algo.train_step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device), step=step)
                 n_images += x_l.shape[0] + u_w.shape[0]
             else:
-                stats = algo.step(x_l, y_l)
+                stats = algo.train_step(x_l, y_l, step=step)
                 n_images += x_l.shape[0]
             for k, v in stats.items():
                 running.setdefault(k, []).append(v)
             done = step + 1
             if done % cfg.eval_interval == 0 or done == cfg.steps:
-                row = {"step": done, "lr": scheduler.get_last_lr()[0],
+                row = {"step": done, "lr": max(g["lr"] for g in optimizer.param_groups),
                        **{k: float(np.mean(v)) for k, v in running.items()}}
                 running = {}
                 if rank == 0:
