@@ -85,9 +85,9 @@ def _lr_after(t: int, lr=0.1, steps=100, warmup=10) -> float:
     (0, 0.0),  # the first step: warm-up from 0
     (5, 0.05),  # lr * t / w
     (9, 0.09),  # the last warm-up step
-    (10, 0.05 * (1 + math.cos(math.pi * 10 / 100))),  # end of warm-up: the cosine over all T steps, ~0.0988
-    (50, 0.05),  # halfway: lr / 2
-    (75, 0.05 * (1 + math.cos(math.pi * 0.75))),
+    (10, 0.1),  # end of warm-up: the peak, where the cosine over the remaining T - w steps starts
+    (55, 0.05),  # halfway through the cosine: lr / 2
+    (75, 0.05 * (1 + math.cos(math.pi * 65 / 90))),
     (100, 0.0),  # the end
 ])
 def test_lr_schedule_warm_up_then_cosine(t, expected):
@@ -135,7 +135,7 @@ def test_layer_decay_scales_lr_by_depth_and_the_schedule_keeps_the_scale():
     for g in opt.param_groups:  # no weight decay on 1-d parameters there either
         assert g["weight_decay"] == (0.0 if all(p.ndim <= 1 for p in g["params"]) else 0.05)
     sched = make_scheduler(cfg, opt)
-    sched.step_update(50)
+    sched.step_update(55)  # halfway through the cosine that follows the 10 warm-up steps
     for g in opt.param_groups:
         assert g["lr"] == pytest.approx(0.05 * g["lr_scale"])
 
@@ -184,8 +184,8 @@ def test_unlabeled_warm_up_is_decided_by_the_global_step_not_by_a_count_of_calls
     assert stats["mask_rate"] > 0.0
     assert not torch.equal(algo.labeler.state_dict()["debias"]["p_hat"], state0["debias"]["p_hat"])
     assert "steps_done" not in algo.state_dict()  # no second count in the checkpoint
-    if algorithm == "full":  # the teacher's schedule follows the global step too: lr after 51 steps
-        assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * 51 / 100)))
+    if algorithm == "full":  # the teacher's schedule follows the global step too: lr after 51 steps, 41 of them past the warm-up
+        assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * 41 / 90)))
 
 
 # --- temporal stage: class weights, window sampling weights, window starts ------------------------------------

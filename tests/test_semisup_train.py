@@ -75,8 +75,9 @@ def test_short_cpu_run_beats_chance_and_writes_the_contract(semisup_data, tmp_pa
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["step"].tolist() == [20, 40, 60, 80]
     assert {"val_macro_f1", "f1_Neutral", "f1_Other", "loss"} <= set(metrics.columns)
-    # the lr logged after t steps is the next step's: lr/2 (1 + cos(pi t / T)) past the warm-up, 0 at the end
-    expected = [1e-3 * (1 + math.cos(math.pi * t / 80)) for t in (20, 40, 60, 80)]
+    # the lr logged after t steps is the next step's: lr/2 (1 + cos(pi (t - w) / (T - w))) past the warm-up w = 5,
+    # 0 at the end T = 80
+    expected = [1e-3 * (1 + math.cos(math.pi * (t - 5) / 75)) for t in (20, 40, 60, 80)]
     assert np.allclose(metrics["lr"], expected, atol=1e-12)
 
 
@@ -88,7 +89,8 @@ def test_resume_continues_global_step_warm_up_and_algorithm_state(semisup_data, 
     train(cfg)
     first = load_frame_checkpoint(out / "last.pt")
     assert first["step"] == 4 and "steps_done" not in first["algorithm"]  # the loop's step is the only count
-    assert {"ema", "scheduler", "optimizer"} <= set(first) and first["scheduler"]["t_initial"] == 4
+    assert {"ema", "scheduler", "optimizer"} <= set(first)
+    assert first["scheduler"]["warmup_t"] + first["scheduler"]["t_initial"] == 4  # warm-up, then the cosine
     tau4 = first["algorithm"]["labeler"]["threshold"]["tau"].item()
     p_hat4 = first["algorithm"]["labeler"]["debias"]["p_hat"]
     assert tau4 != pytest.approx(1 / 8)  # the threshold state moved (step 3) and was saved

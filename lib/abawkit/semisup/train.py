@@ -91,12 +91,13 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module):
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     """Per-step schedule (``step_update(t)`` after the t-th optimizer step): lr_t = lr * t / w for t < w =
-    ``cfg.lr_warmup_steps``, then lr_t = lr/2 * (1 + cos(pi t / T)), T = ``steps`` (timm's warm-up overlays the cosine,
-    which reaches 0 at T)."""
+    ``cfg.lr_warmup_steps``, then lr_t = lr/2 * (1 + cos(pi (t - w) / (T - w))), T = ``steps``: the cosine
+    starts after the warm-up and reaches 0 at T (timm's ``warmup_prefix``)."""
     from timm.scheduler import CosineLRScheduler
 
-    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps, warmup_t=cfg.lr_warmup_steps, warmup_lr_init=0.0,
-                                  lr_min=0.0, t_in_epochs=False)
+    warmup = min(cfg.lr_warmup_steps, cfg.steps - 1)
+    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps - warmup, warmup_t=warmup, warmup_prefix=True,
+                                  warmup_lr_init=0.0, lr_min=0.0, t_in_epochs=False)
     scheduler.step_update(0)  # the first step's lr in every group, times its lr_scale (layer decay)
     return scheduler
 
