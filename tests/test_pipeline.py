@@ -141,6 +141,7 @@ def test_bad_pipeline_file_names_the_key(tmp_path):
 # ---------------------------------------------------------------------------------------------- the chain
 
 
+@pytest.mark.slow
 def test_chain_runs_records_skips_fails_and_resumes(tmp_path, capsys):
     path = toy_pipeline(tmp_path)
     run_dir = tmp_path / "runs" / "toy"

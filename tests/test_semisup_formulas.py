@@ -45,8 +45,11 @@ def test_self_adaptive_mask_at_start_keeps_confident_rows_only():
     th = SelfAdaptiveThreshold(C, momentum=0.999)
     q = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.9, 0.05, 0.03, 0.02]])
     m = th.mask(q)
-    assert m[1] == 1.0  # 0.9 >> tau ~ 0.25
-    assert m.shape == (2,)
+    # by hand: tau = 0.999/4 + 0.001 * mean(0.25, 0.9); p(0) = 0.999/4 + 0.001 * mean(0.25, 0.9) is the largest p,
+    # so class 0's threshold is tau * p(0) / max p = tau = 0.250325, just above the uniform row's 0.25
+    tau = 0.999 / 4 + 0.001 * (0.25 + 0.9) / 2
+    assert th.threshold_per_class()[0].item() == pytest.approx(tau)
+    assert m.tolist() == [0.0, 1.0]  # the uniform row is cut, the confident one kept
 
 
 def test_fixed_threshold():

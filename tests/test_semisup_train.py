@@ -59,6 +59,7 @@ def chance_macro_f1(y: np.ndarray, seed: int = 0) -> float:
     return max(majority, rand)
 
 
+@pytest.mark.slow
 def test_short_cpu_run_beats_chance_and_writes_the_contract(semisup_data, tmp_path):
     torch.set_num_threads(2)
     out = tmp_path / "sup"
@@ -81,6 +82,7 @@ def test_short_cpu_run_beats_chance_and_writes_the_contract(semisup_data, tmp_pa
     assert np.allclose(metrics["lr"], expected, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_resume_continues_global_step_warm_up_and_algorithm_state(semisup_data, tmp_path):
     torch.set_num_threads(2)
     out = tmp_path / "full"
@@ -116,6 +118,7 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(REPO / "lib"), "OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2"}
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(semisup_data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "abawkit.cli", "train-frame",
@@ -133,6 +136,7 @@ def test_torchrun_two_processes_on_cpu(semisup_data, tmp_path):
     assert ckpt["algorithm"]["labeler"]["threshold"]["selected"].shape[0] == 116  # 16 renders + 100 LFW
 
 
+@pytest.mark.slow
 def test_cli_help_and_bad_input(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "abawkit.cli", *a], capture_output=True, text=True,
                                     env=_env(), timeout=60)

@@ -272,6 +272,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "abawkit.cli", *args], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_cli_help_and_user_errors(tmp_path):
     for cmd, word in (("extract-features", "--checkpoint"), ("train-temporal", "--window"), ("predict", "--temporal")):
         res = _cli(cmd, "--help")

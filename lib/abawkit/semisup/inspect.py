@@ -1,9 +1,11 @@
-"""Looking at a trained frame model from the notebook: validation report of a checkpoint, and the
-teacher-style pseudo-labels it gives unlabeled faces (per class, most confident first, as an image grid)."""
+"""Looking at a trained frame model from the notebook: validation report of a checkpoint, the
+teacher-style pseudo-labels it gives unlabeled faces (per class, most confident first, as an image grid), and
+the training curves (``curves.png``)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,3 +98,27 @@ def plot_per_class_f1(report: F1Report, title: str = "validation F1 per class"):
     ax.set_ylim(0, 1), ax.set_title(title), ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_curves(history: pd.DataFrame, path: Path) -> Path | None:
+    """Training losses and validation macro F1 against the step, side by side."""
+    if history.empty:
+        return None
+    # A bare Figure (no pyplot): works headless and leaves a notebook's inline backend alone.
+    from matplotlib.figure import Figure
+
+    from ..io import atomic_path
+
+    fig = Figure(figsize=(10, 3.5))
+    a, b = fig.subplots(1, 2)
+    for col in ("loss", "loss_l", "loss_u"):
+        if col in history and history[col].notna().any():
+            a.plot(history["step"], history[col], label=col)
+    a.set_xlabel("step"), a.set_title("training loss"), a.legend()
+    if "val_macro_f1" in history and history["val_macro_f1"].notna().any():
+        b.plot(history["step"], history["val_macro_f1"], marker="o", label="val macro F1")
+    b.set_xlabel("step"), b.set_title("validation macro F1"), b.set_ylim(0, 1)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

@@ -309,6 +309,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         if rank == 0 and cfg.steps > start:
             if val_table is None:  # nothing to select on: best is the last
                 checkpoint(cfg.steps, "best.pt")
+            from .inspect import plot_curves
+
             plot_curves(pd.DataFrame(history), out / "curves.png")
             save_run_record(out / "run_record.json", params,
                             result={"final_val_macro_f1": final, "best_val_macro_f1": best, "best_step": best_step,
@@ -327,27 +329,3 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         return x.to(device, non_blocking=True, memory_format=torch.channels_last)
     return x
-
-
-def plot_curves(history: pd.DataFrame, path: Path) -> Path | None:
-    """Training losses and validation macro F1 against the step, side by side."""
-    if history.empty:
-        return None
-    # A bare Figure (no pyplot): works headless and leaves a notebook's inline backend alone.
-    from matplotlib.figure import Figure
-
-    from ..io import atomic_path
-
-    fig = Figure(figsize=(10, 3.5))
-    a, b = fig.subplots(1, 2)
-    for col in ("loss", "loss_l", "loss_u"):
-        if col in history and history[col].notna().any():
-            a.plot(history["step"], history[col], label=col)
-    a.set_xlabel("step"), a.set_title("training loss"), a.legend()
-    if "val_macro_f1" in history and history["val_macro_f1"].notna().any():
-        b.plot(history["step"], history["val_macro_f1"], marker="o", label="val macro F1")
-    b.set_xlabel("step"), b.set_title("validation macro F1"), b.set_ylim(0, 1)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path

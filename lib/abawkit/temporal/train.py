@@ -37,7 +37,6 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 
     from ..io import write_csv
     from ..postprocess import fit_postprocess
-    from ..predictions import save_video_predictions  # noqa: F401  (same format downstream)
     from ..runinfo import save_run_record
     from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, load_videos
     from ..manifest import load_manifest
