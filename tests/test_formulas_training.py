@@ -5,7 +5,6 @@ and window starts."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -14,9 +13,10 @@ import torch
 from torch import nn
 
 from abawkit.frame_model import FrameModel, FrameModelConfig
-from abawkit.semisup.algorithms import Context, build_algorithm
+from abawkit.semisup.algorithms import build_algorithm
 from abawkit.semisup.config import TrainConfig, preset
 from abawkit.semisup.train import make_ema, make_optimizer, make_scheduler
+from helpers_algorithms import tiny_batch, tiny_context
 from abawkit.temporal.data import (VideoFeatures, WindowDataset, balanced_window_weights, class_counts,
                                    class_weights, window_starts)
 
@@ -142,45 +142,19 @@ def test_layer_decay_scales_lr_by_depth_and_the_schedule_keeps_the_scale():
 
 # --- the algorithm's warm-up follows the loop's global step ---------------------------------------------------
 
-def _ctx(cfg: TrainConfig) -> Context:
-    torch.manual_seed(0)
-    student = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
-    opt = make_optimizer(cfg, student)
-    sched = make_scheduler(cfg, opt)
-    ema = make_ema(student, 0.9)
-
-    def student_step(loss, step):
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step_update(step + 1)
-        ema.update(student, step=step + 1)
-
-    return Context(student=student, student_step=student_step, ema=ema, autocast=contextlib.nullcontext,
-                   make_optimizer=lambda m: make_optimizer(cfg, m), make_scheduler=lambda o: make_scheduler(cfg, o),
-                   wrap=lambda m: m)
-
-
-def _batch(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    x_l, y_l = torch.randn(8, 3, 2, 2, generator=g), torch.randint(0, 8, (8,), generator=g)
-    u = torch.randn(16, 3, 2, 2, generator=g)
-    return x_l, y_l, u, u + 0.1 * torch.randn(u.shape, generator=g), torch.arange(16)
-
-
 @pytest.mark.parametrize("algorithm", ["fixmatch", "full"])
 def test_unlabeled_warm_up_is_decided_by_the_global_step_not_by_a_count_of_calls(algorithm):
     cfg = TrainConfig(lr=0.1, steps=100, warmup_steps=10)
     semi = preset(algorithm, unlabeled_warmup=50, threshold="self-adaptive", debias=True)
-    algo = build_algorithm(semi, _ctx(cfg), 8, 16)
+    algo = build_algorithm(semi, tiny_context(cfg), 8, 16)
     state0 = algo.labeler.state_dict()
     # a resumed run's first call is at step 49: still a warm-up step, though it is the algorithm's first call
-    stats = algo.train_step(*_batch(0), step=49)
+    stats = algo.train_step(*tiny_batch(0), step=49)
     assert stats["loss_u"] == 0.0 and stats["mask_rate"] == 0.0
     assert torch.equal(algo.labeler.state_dict()["threshold"]["tau"], state0["threshold"]["tau"])
     assert torch.equal(algo.labeler.state_dict()["debias"]["p_hat"], state0["debias"]["p_hat"])
     # its second call, at step 50, is the first step with the unlabeled parts
-    stats = algo.train_step(*_batch(1), step=50)
+    stats = algo.train_step(*tiny_batch(1), step=50)
     assert stats["mask_rate"] > 0.0
     assert not torch.equal(algo.labeler.state_dict()["debias"]["p_hat"], state0["debias"]["p_hat"])
     assert "steps_done" not in algo.state_dict()  # no second count in the checkpoint

@@ -5,50 +5,25 @@ the feedback teacher still learns, the loop's global step decides it) and the tr
 
 from __future__ import annotations
 
-import contextlib
 
 import pytest
 import torch
 from torch import nn
 
-from abawkit.semisup.algorithms import Context, build_algorithm
-from abawkit.semisup.config import TrainConfig, preset
-from abawkit.semisup.train import make_ema, make_scheduler
-
-
-def _ctx(seed: int = 0) -> Context:
-    torch.manual_seed(seed)
-    student = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
-    opt = torch.optim.SGD(student.parameters(), lr=0.1)
-    ema = make_ema(student, 0.9)
-
-    def student_step(loss, step):
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        ema.update(student, step=step + 1)
-
-    return Context(student=student, student_step=student_step, ema=ema, autocast=contextlib.nullcontext,
-                   make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
-                   make_scheduler=lambda o: make_scheduler(TrainConfig(steps=10, warmup_steps=0), o), wrap=lambda m: m)
-
-
-def _batch(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    x_l, y_l = torch.randn(8, 3, 2, 2, generator=g), torch.randint(0, 8, (8,), generator=g)
-    u = torch.randn(16, 3, 2, 2, generator=g)
-    return x_l, y_l, u, u + 0.1 * torch.randn(u.shape, generator=g), torch.arange(16)
+from abawkit.semisup.algorithms import build_algorithm
+from abawkit.semisup.config import preset
+from helpers_algorithms import tiny_batch, tiny_context
 
 
 @pytest.mark.parametrize("algorithm", ["fixmatch", "full"])
 def test_warmup_steps_are_supervised_then_the_unlabeled_parts_start(algorithm):
     cfg = preset(algorithm, unlabeled_warmup=2, threshold="self-adaptive", debias=True)
-    ctx = _ctx()
+    ctx = tiny_context()
     algo = build_algorithm(cfg, ctx, 8, 16)
     state0 = algo.labeler.state_dict()
     teacher0 = [p.detach().clone() for p in getattr(algo, "teacher_module", nn.Linear(1, 1)).parameters()]
     for k in range(2):
-        stats = algo.train_step(*_batch(k), step=k)
+        stats = algo.train_step(*tiny_batch(k), step=k)
         assert stats["loss_u"] == 0.0 and stats["mask_rate"] == 0.0
     after = algo.labeler.state_dict()
     assert torch.equal(after["threshold"]["tau"], state0["threshold"]["tau"])
@@ -56,7 +31,7 @@ def test_warmup_steps_are_supervised_then_the_unlabeled_parts_start(algorithm):
     if algorithm == "full":  # the feedback teacher learned from the labeled batches meanwhile
         moved = [not torch.equal(a, b) for a, b in zip(teacher0, algo.teacher_module.parameters())]
         assert any(moved)
-    stats = algo.train_step(*_batch(2), step=2)
+    stats = algo.train_step(*tiny_batch(2), step=2)
     assert stats["mask_rate"] > 0.0
     assert not torch.equal(algo.labeler.state_dict()["debias"]["p_hat"], state0["debias"]["p_hat"])
 
