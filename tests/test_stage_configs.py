@@ -153,3 +153,8 @@ def test_a_preset_in_a_pipeline_is_spelled_out_and_the_stages_values_win():
     real = _resolved(["affwild2_root=/data"], "semisup_pretrain", "affwild2.yaml")
     assert (real["backbone"], real["image_size"], real["input_norm"], real["uratio"]) == ("convnext_tiny", 224,
                                                                                            "none", 2)
+
+
+def test_a_preset_passed_into_a_notebook_is_an_error_not_silently_overridden():
+    with pytest.raises(settings.ConfigError, match="abawkit run"):
+        settings.from_namespace(TemporalTrainConfig, {"preset": "gpu", "depth": 1})

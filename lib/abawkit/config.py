@@ -196,8 +196,15 @@ def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
 
 def from_namespace(cls: type[C], namespace: Mapping[str, Any]) -> C:
     """The config a notebook's parameters describe: every flat field name (and selector) found in ``namespace``
-    (the notebook's ``globals()``: the parameters cell and what papermill injected)."""
-    names = set(flat_fields(cls)) | set(selectors(cls)) | {PRESET_KEY}
+    (the notebook's ``globals()``: the parameters cell and what papermill injected).
+
+    A ``preset`` there is an error: the cell's own values (another preset's) would silently override it;
+    ``abawkit run`` spells a stage's ``preset`` out into settings before the notebook starts."""
+    if PRESET_KEY in namespace:
+        raise ConfigError(f"{PRESET_KEY}={namespace[PRESET_KEY]!r} cannot be applied inside the notebook (its "
+                          f"parameters cell sets its own values); run it with abawkit run and 'preset: "
+                          f"{namespace[PRESET_KEY]}' in the stage's parameters, or pass the settings themselves")
+    names = set(flat_fields(cls)) | set(selectors(cls))
     return build(cls, {k: v for k, v in namespace.items() if k in names})
 
 
