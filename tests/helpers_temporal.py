@@ -43,7 +43,8 @@ def quick_frame_model(manifest, crops_dir, checkpoint, image_size: int = 32, ste
     import torch
 
     from abawkit.crops import crop_path, has_face_mask
-    from abawkit.frame_model import (FrameModelConfig, build_frame_model, eval_transform, read_image,
+    from abawkit.readers import read_image
+    from abawkit.frame_model import (FrameModelConfig, build_frame_model, eval_transform,
                                      save_frame_checkpoint)
 
     torch.manual_seed(seed)

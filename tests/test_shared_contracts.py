@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from abawkit.crops import crop_frames, crop_path, crop_video_ids, has_face_mask
-from abawkit.frame_model import (FrameModelConfig, build_frame_model, load_frame_model, read_image,
+from abawkit.frame_model import (FrameModelConfig, build_frame_model, load_frame_model,
                                  save_frame_checkpoint)
 from abawkit.predictions import PredictionError, load_predictions, predicted_labels, save_video_predictions
+from abawkit.readers import BadFileError, read_image
 
 
 def test_crop_folder_layout(tmp_path):
@@ -38,11 +39,11 @@ def test_frame_checkpoint_round_trip_and_local_weights(tmp_path):
     torch.save(model.backbone.state_dict(), tmp_path / "backbone.pth")
     warm = build_frame_model(FrameModelConfig(image_size=32, weights=str(tmp_path / "backbone.pth"))).eval()
     assert torch.allclose(warm.embed(x), emb, atol=1e-5)
-    with pytest.raises(ValueError, match="not an abawkit frame-model checkpoint"):
-        torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    torch.save({"format": "someone-else/3", "weights": []}, tmp_path / "other.pt")
+    with pytest.raises(BadFileError, match="other.pt: is a PyTorch file of another tool .*expected an abawkit frame"):
         load_frame_model(tmp_path / "other.pt")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg"):
+    with pytest.raises(BadFileError, match="broken.jpg: cannot be decoded"):
         read_image(tmp_path / "broken.jpg")
 
 

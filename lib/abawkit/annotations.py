@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
 from .io import atomic_path
 from .labels import ANNOTATION_HEADER, IGNORE, NUM_CLASSES
+from .readers import read_text
 
 #: Both names the organizers have used for the EXPR annotation folder (newest first).
 EXPR_FOLDERS = ("EXPR_Recognition_Challenge", "EXPR_Classification_Challenge")
@@ -18,7 +20,7 @@ TEST_SPLIT = "Test_Set"
 _SIDE = re.compile(r"^(?P<name>.+)_(?P<side>left|right)$")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A malformed annotation file; the message names the file and line and says what to do."""
 
 
@@ -35,8 +37,8 @@ def read_annotation(path: str | os.PathLike) -> np.ndarray:
     that is not an integer, or a label outside -1..7.
     """
     path = Path(path)
-    with open(path, "r", encoding="utf-8-sig", newline="") as fh:
-        lines = fh.read().splitlines()
+    lines = read_text(path, f"an EXPR annotation file (the header '{ANNOTATION_HEADER}', then one label per frame)",
+                      "re-download or remove this file", allow_empty=True).splitlines()
     if not lines or not lines[0].strip():
         raise AnnotationError(f"{path}: empty annotation file; expected the header line "
                               f"'{ANNOTATION_HEADER}' then one label per frame")

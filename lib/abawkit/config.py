@@ -227,7 +227,6 @@ def cli(cls: type[C], argv: list[str] | None, *, prog: str, epilog: str | None =
     import argparse
 
     import tyro
-    import yaml
 
     pre = argparse.ArgumentParser(add_help=False)
     extra = []
@@ -244,13 +243,10 @@ def cli(cls: type[C], argv: list[str] | None, *, prog: str, epilog: str | None =
     known, rest = pre.parse_known_args(argv)
     values: dict[str, Any] = {}
     if known.config:
-        try:
-            with open(known.config, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read --config {known.config}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config {known.config}: expected a mapping of setting: value, got {type(data).__name__}")
+        from .readers import read_yaml_mapping
+
+        data = read_yaml_mapping(known.config, "a --config file: a YAML mapping of setting: value",
+                                 f"see {prog} --help for the settings", allow_empty=True)
         for key, value in data.items():  # a nested section (semisup: {tau: 0.9}) is flattened
             values.update(value if key in nested_fields(cls) and isinstance(value, dict) else {key: value})
     for key in (PRESET_KEY, *selectors(cls)):

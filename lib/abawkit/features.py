@@ -15,10 +15,12 @@ from typing import Annotated, Any, ClassVar, Sequence
 import numpy as np
 import tyro
 
+from .errors import UserError
 from .labels import NUM_CLASSES
+from .readers import load_npz
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """A feature folder or file that cannot be used; the message names it and says what to do."""
 
 
@@ -90,8 +92,8 @@ def load_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[
     if not path.is_file():
         raise FeatureError(f"no cached features for {video_id}: {path} is missing; run abawkit extract-features "
                            f"(notebook 03) for this manifest")
-    with np.load(path) as data:
-        out = {k: data[k] for k in data.files}
+    out = load_npz(path, f"the cached features of {video_id} (.npz with embeddings, has_face, logits)",
+                   f"re-run abawkit extract-features (notebook 03) for {video_id}: delete this file and run it again")
     emb = out.get("embeddings")
     if emb is None or emb.ndim != 2:
         raise FeatureError(f"{path} must hold 'embeddings' with shape (n, D)")
@@ -135,7 +137,7 @@ class _CropDataset:
 
     def __getitem__(self, i: int):
         from .crops import crop_path
-        from .frame_model import read_image
+        from .readers import read_image
 
         vidx, vid, frame = self.items[i]
         return self.transform(read_image(crop_path(self.crops_dir, vid, frame))), vidx, frame

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .io import load_checkpoint
 from .labels import NUM_CLASSES
+from .readers import BadFileError, load_checkpoint, load_state_dict
 
 CHECKPOINT_FORMAT = "abawkit-frame-model/1"
 #: Small enough to train on 2 CPU cores in minutes (the demo default).
@@ -93,23 +93,16 @@ class FrameModel(nn.Module):
 
 def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
     """Load a local state_dict into the backbone, leaving the classifier head (different class count) as built."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights {path} not found; give a local .pth/.pt/.safetensors file or "
-                                f"set weights to None")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    state = load_state_dict(path, "give a local .pth/.pt/.safetensors file of the backbone's weights, or set weights "
+                                  "to None")
     head = backbone.pretrained_cfg.get("classifier") or ""
     own = backbone.state_dict()
     usable = {k: v for k, v in state.items()
               if k in own and own[k].shape == v.shape and not (head and k.startswith(head + "."))}
     if not usable:
-        raise ValueError(f"{path}: no tensor matches the {type(backbone).__name__} backbone; is it for another model?")
+        raise BadFileError(path, f"no tensor matches the {type(backbone).__name__} backbone (another model's weights?)",
+                           f"weights of the backbone {backbone.pretrained_cfg.get('architecture', '')}",
+                           "pass the weights of the same timm model, or set weights to None")
     backbone.load_state_dict(usable, strict=False)
 
 
@@ -130,8 +123,8 @@ def save_frame_checkpoint(path: str | os.PathLike, model: FrameModel, **extra: A
 
 
 def load_frame_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    return load_checkpoint(path, CHECKPOINT_FORMAT, "frame-model checkpoint",
-                           "train one with abawkit train-frame (notebook 02) or pass the path of yours")
+    return load_checkpoint(path, CHECKPOINT_FORMAT, "train one with abawkit train-frame (notebook 02) or pass the "
+                                                    "path of yours")
 
 
 def load_frame_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FrameModel, dict[str, Any]]:
@@ -150,20 +143,6 @@ def eval_transform(config: FrameModelConfig):
 
     return v2.Compose([v2.Resize((config.image_size, config.image_size), antialias=True),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(config.mean), list(config.std))])
-
-
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """A JPEG/PNG as a uint8 RGB CHW tensor; the error names the file.
-
-    OpenCV decodes (libjpeg-turbo): torchvision.io's decoders are deprecated from 0.29 on."""
-    import cv2
-    import numpy as np
-
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if image is None:
-        raise ValueError(f"cannot decode image {path}: missing, empty or not an image; delete or replace the file")
-    return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)))
 
 
 def autocast(device: torch.device):

@@ -61,22 +61,6 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, fmt: str, what: str, how_to_make: str) -> dict[str, Any]:
-    """A checkpoint dict of format ``fmt`` read with ``torch.load(weights_only=True)`` (no code runs on load).
-
-    A missing file names ``how_to_make``; a file of another format says what was expected.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} not found; {how_to_make}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise ValueError(f"{path} is not an abawkit {what} (expected format {fmt!r})")
-    return payload
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer,)):
         return int(value)

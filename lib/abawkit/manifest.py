@@ -12,7 +12,6 @@ Problems with the data (missing video, frame-count mismatch, unreadable video) a
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,10 @@ from tqdm.auto import tqdm
 
 from .annotations import SPLITS, TEST_SPLIT, find_annotation_files, find_annotation_root, read_annotation, split_side
 from .crops import CROP_FOLDERS
+from .errors import UserError
 from .io import write_csv, write_json, write_parquet, write_text
 from .labels import CLASSES, IGNORE, class_counts
+from .readers import BadFileError, existing_file, read_csv, read_json, read_text
 from .runinfo import run_record
 from .video import VideoInfo, find_videos, probe
 
@@ -67,7 +68,7 @@ class ManifestConfig:
             raise ValueError(f"holdout_fraction must be in [0, 1) (got {self.holdout_fraction})")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """The tree or the manifest folder cannot be used; the message says which path and what to do."""
 
 
@@ -117,7 +118,8 @@ class Manifest:
 def read_test_list(path: str | os.PathLike) -> list[str]:
     """Video ids of the test-set release list (one per line; blank lines and a ``.mp4`` suffix tolerated)."""
     names = []
-    for line in Path(path).read_text(encoding="utf-8-sig").splitlines():
+    text = read_text(path, "the test-set list (one video name per line)", "pass the organizers' release list")
+    for line in text.splitlines():
         name = line.strip().split(",")[0].strip()
         if name:
             names.append(Path(name).stem if Path(name).suffix.lower() in {".mp4", ".avi"} else name)
@@ -129,17 +131,16 @@ def read_example_file(path: str | os.PathLike) -> list[tuple[str, int]]:
     from .submission import parse_location
 
     rows = []
-    with open(path, encoding="utf-8-sig") as fh:
-        next(fh, None)  # header
-        for lineno, line in enumerate(fh, start=2):
-            line = line.strip()
-            if not line:
-                continue
-            loc = line.split(",")[0]
-            parsed = parse_location(loc)
-            if parsed is None:
-                raise ManifestError(f"{path}:{lineno}: {loc!r} is not '<video>/<frame:05d>.jpg'")
-            rows.append(parsed)
+    text = read_text(path, "the organizers' example submission file", "pass the example file they released")
+    for lineno, line in enumerate(text.splitlines()[1:], start=2):  # after the header
+        line = line.strip()
+        if not line:
+            continue
+        loc = line.split(",")[0]
+        parsed = parse_location(loc)
+        if parsed is None:
+            raise ManifestError(f"{path}:{lineno}: {loc!r} is not '<video>/<frame:05d>.jpg'")
+        rows.append(parsed)
     return rows
 
 
@@ -304,15 +305,27 @@ def load_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
     if missing:
         raise ManifestError(f"{path} is not a manifest folder (missing {', '.join(p.name for p in missing)}); "
                             "build one with: abawkit manifest --affwild2 ROOT --out " + str(path))
-    info = json.loads((path / "manifest.json").read_text())
+    rebuild = f"rebuild it with: abawkit manifest --affwild2 ROOT --out {path}"
+    info = read_json(path / "manifest.json", "a manifest record (JSON)", rebuild)
     tree = Path(root) if root is not None else Path(info["root"])
-    videos = pd.read_csv(path / "videos.csv", keep_default_na=False, dtype={"video_id": str, "side": str})
-    frames = pd.read_parquet(path / "frames.parquet")
+    videos = read_csv(path / "videos.csv", "the manifest's table of videos", rebuild, columns=("video_id", "split"),
+                      keep_default_na=False, dtype={"video_id": str, "side": str})
+    frames = _read_frames(path / "frames.parquet", rebuild)
     frames["video_id"] = frames["video_id"].astype(str)
     if "holdout" not in videos:  # written before the column existed: nothing held out
         videos["holdout"] = False
     videos["holdout"] = videos["holdout"].astype(str).str.lower().isin(("true", "1"))
     return Manifest(path, tree, _absolute(videos, tree), frames, info)
+
+
+def _read_frames(path: Path, remedy: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(existing_file(path, "the manifest's per-frame table (Parquet)", remedy))
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        if isinstance(exc, BadFileError):
+            raise
+        raise BadFileError(path, f"is not a readable Parquet file ({exc})", "the manifest's per-frame table",
+                           remedy) from None
 
 
 def summarize(manifest: Manifest) -> str:

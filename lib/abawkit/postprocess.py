@@ -114,13 +114,10 @@ class PostProcess:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PostProcess":
-        import json
+        from .readers import read_json
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: the post-processing is fitted by abawkit train-temporal; "
-                                    f"train first or predict without post-processing")
-        data = json.loads(path.read_text())
+        data = read_json(path, "the post-processing fitted by abawkit train-temporal (JSON)",
+                         "train first (notebook 04) or predict without post-processing")
         bias = tuple(float(b) for b in data.get("bias", [0.0] * NUM_CLASSES))
         if len(bias) != NUM_CLASSES:
             raise ValueError(f"{path}: 'bias' must have {NUM_CLASSES} values, got {len(bias)}")

@@ -12,11 +12,13 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from .errors import UserError
 from .io import save_npz
 from .labels import NUM_CLASSES
+from .readers import load_npz
 
 
-class PredictionError(ValueError):
+class PredictionError(UserError, ValueError):
     """A predictions folder or file that cannot be used; the message names it and says what to do."""
 
 
@@ -36,8 +38,8 @@ def load_video_predictions(pred_dir: str | os.PathLike, video_id: str) -> dict[s
     if not path.is_file():
         raise PredictionError(f"no predictions for {video_id}: {path} is missing; run the prediction stage "
                               f"(abawkit predict) for the split that holds this video")
-    with np.load(path) as data:
-        out = {k: data[k] for k in data.files}
+    out = load_npz(path, f"the predictions of {video_id} (.npz with probs, has_face)",
+                   f"re-run abawkit predict for the split that holds {video_id}")
     if "probs" not in out or out["probs"].ndim != 2 or out["probs"].shape[1] != NUM_CLASSES:
         raise PredictionError(f"{path} must hold 'probs' with shape (n, {NUM_CLASSES})")
     return out

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import tyro
 
+from .errors import UserError
 from .io import atomic_path, write_csv
 from .labels import CLASSES, IGNORE, NUM_CLASSES
 from .metrics import F1Report, f1_report
@@ -53,7 +54,7 @@ class ReportConfig:
             raise ValueError(f"max_timelines must be >= 1 (got {self.max_timelines})")
 
 
-class ReportError(FileNotFoundError):
+class ReportError(UserError, FileNotFoundError):
     """A required input of the report is missing; the message names the file and the stage that writes it."""
 
 
@@ -123,7 +124,9 @@ def load_comparison(temporal_dir: str | os.PathLike) -> pd.DataFrame:
     """The stage comparison (frame model, + temporal encoder, + post-processing) on the validation set."""
     path = _require(Path(temporal_dir) / "comparison.csv", "the stage comparison table",
                     "04_temporal_encoder (stage temporal)")
-    table = pd.read_csv(path)
+    from .readers import read_csv
+
+    table = read_csv(path, "the stage comparison table (CSV)", "re-run 04_temporal_encoder (stage temporal)")
     expected = ["stage", "macro_f1", *CLASSES]
     missing = [c for c in expected if c not in table.columns]
     if missing:

@@ -16,8 +16,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .io import atomic_path
 from .labels import ANNOTATION_HEADER, IGNORE, NUM_CLASSES
+from .readers import read_text
 
 SUBMISSION_HEADER = "image_location," + ANNOTATION_HEADER
 _LOCATION = re.compile(r"^(?P<video>[^/\\,\s]+)/(?P<frame>\d{5})\.jpg$")
@@ -26,7 +28,7 @@ FILL_POLICIES = ("nearest", "none")
 Row = tuple[str, int]
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """Predictions cannot be turned into a valid submission; the message says which video/frames and what to do."""
 
 
@@ -132,15 +134,18 @@ def write_submission(predictions: Mapping[str, np.ndarray], rows: Sequence[Row],
 def read_submission(path: str | os.PathLike) -> dict[Row, int]:
     """(video, frame) -> label of a submission file that passed the checker."""
     out: dict[Row, int] = {}
-    with open(path, encoding="utf-8-sig") as fh:
-        next(fh, None)
-        for line in fh:
-            if line.strip():
-                loc, lab = line.strip().split(",")
-                row = parse_location(loc)
-                if row is not None:
-                    out[row] = int(lab)
+    for line in _submission_text(path).splitlines()[1:]:
+        if line.strip():
+            loc, lab = line.strip().split(",")
+            row = parse_location(loc)
+            if row is not None:
+                out[row] = int(lab)
     return out
+
+
+def _submission_text(path: str | os.PathLike) -> str:
+    return read_text(path, f"a submission text file (first line {SUBMISSION_HEADER!r})",
+                     "pass the .txt file (not the .zip) that abawkit submission writes", allow_empty=True)
 
 
 def check_submission(path: str | os.PathLike, rows: Sequence[Row]) -> list[Problem]:
@@ -148,11 +153,7 @@ def check_submission(path: str | os.PathLike, rows: Sequence[Row]) -> list[Probl
     expected = {row: i for i, row in enumerate(rows)}
     problems: list[Problem] = []
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            lines = fh.read().splitlines()
-    except OSError as exc:
-        return [Problem(0, "unreadable", f"{path}: {exc}")]
+    lines = _submission_text(path).splitlines()
     if not lines:
         return [Problem(1, "header", f"empty file; the first line must be {SUBMISSION_HEADER!r}")]
     if lines[0] != SUBMISSION_HEADER:

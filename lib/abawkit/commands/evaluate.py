@@ -25,29 +25,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotations import AnnotationError, load_label_folder
+    from ..annotations import load_label_folder
     from ..errors import UserError
     from ..io import write_json
-    from ..manifest import ManifestError, load_manifest
-    from ..submission import SubmissionError, score_submission
+    from ..manifest import load_manifest
+    from ..submission import score_submission
 
-    try:
-        if args.truth:
-            truth = load_label_folder(args.truth)
-            if not truth:
-                raise UserError(f"{args.truth} holds no <video_id>.txt annotation files")
-        elif args.manifest:
-            manifest = load_manifest(args.manifest)
-            ids = manifest.video_ids(args.split)
-            if not ids:
-                raise UserError(f"the manifest {args.manifest} has no subject in split {args.split!r}; "
-                                f"splits there: {sorted(set(manifest.videos['split']))}")
-            truth = {vid: manifest.labels(vid) for vid in ids}
-        else:
-            raise UserError("give the truth: --manifest DIR [--split NAME] or --truth FOLDER")
-        report = score_submission(args.submission, truth)
-    except (AnnotationError, ManifestError, SubmissionError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
+    if args.truth:
+        truth = load_label_folder(args.truth)
+        if not truth:
+            raise UserError(f"{args.truth} holds no <video_id>.txt annotation files")
+    elif args.manifest:
+        manifest = load_manifest(args.manifest)
+        ids = manifest.video_ids(args.split)
+        if not ids:
+            raise UserError(f"the manifest {args.manifest} has no subject in split {args.split!r}; "
+                            f"splits there: {sorted(set(manifest.videos['split']))}")
+        truth = {vid: manifest.labels(vid) for vid in ids}
+    else:
+        raise UserError("give the truth: --manifest DIR [--split NAME] or --truth FOLDER")
+    report = score_submission(args.submission, truth)
     print(report.format())
     if args.json:
         write_json(args.json, report.to_dict())

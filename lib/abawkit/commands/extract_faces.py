@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     from ..errors import UserError
     from ..faces.extract import (FacesConfig, Subject, VideoJob, extract_faces, index_organizer_crops,
                                  jobs_from_manifest, shard_jobs)
-    from ..manifest import ManifestError, load_manifest
+    from ..manifest import load_manifest
 
     cfg = cli(FacesConfig, argv, prog=f"abawkit {NAME}", epilog=EXAMPLES)
     if cfg.video:
@@ -29,10 +29,7 @@ def main(argv: list[str]) -> int:
             raise UserError(f"video file {path} does not exist")
         jobs, failures = [VideoJob(str(path), (Subject(path.stem),))], []
     else:
-        try:
-            manifest = load_manifest(cfg.manifest_dir)
-        except ManifestError as exc:
-            raise UserError(str(exc)) from None
+        manifest = load_manifest(cfg.manifest_dir)
         if cfg.use_organizer_crops:
             summary = index_organizer_crops(manifest, cfg.faces_dir, overwrite=cfg.extract.overwrite,
                                             progress=not cfg.quiet)

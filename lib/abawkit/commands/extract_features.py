@@ -13,8 +13,7 @@ def main(argv: list[str]) -> int:
 
     from ..config import cli
     from ..errors import UserError
-    from ..features import FeatureConfig, FeatureError, extract_features
-    from ..manifest import ManifestError
+    from ..features import FeatureConfig, extract_features
 
     cfg = cli(FeatureConfig, argv, prog=f"abawkit {NAME}",
               epilog="example: abawkit extract-features --checkpoint runs/demo/frame_model/best.pt "
@@ -22,9 +21,6 @@ def main(argv: list[str]) -> int:
     if not Path(cfg.crops_dir).is_dir():
         raise UserError(f"crops folder {cfg.crops_dir} does not exist; run abawkit extract-faces (notebook 01) or "
                         f"point --crops at the organizers' cropped_aligned folder")
-    try:
-        written = extract_features(cfg)
-    except (FileNotFoundError, ValueError, ManifestError, FeatureError) as exc:
-        raise UserError(str(exc)) from None
+    written = extract_features(cfg)
     print(f"{len(written)} feature file(s) written to {cfg.features_dir} (existing ones kept)")
     return 0

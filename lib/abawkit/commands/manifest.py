@@ -9,10 +9,9 @@ HELP = "scan an Aff-Wild2 tree and write videos.csv, frames.parquet and a summar
 
 
 def main(argv: list[str]) -> int:
-    from ..annotations import AnnotationError
     from ..config import cli
     from ..errors import UserError
-    from ..manifest import ManifestConfig, ManifestError, build_manifest, summarize
+    from ..manifest import ManifestConfig, build_manifest, summarize
 
     cfg = cli(ManifestConfig, argv, prog=f"abawkit {NAME}",
               epilog="example: abawkit manifest --affwild2 /data/affwild2 --out data_manifests/affwild2 "
@@ -20,7 +19,7 @@ def main(argv: list[str]) -> int:
     try:
         manifest = build_manifest(cfg.affwild2_root, cfg.manifest_dir, probe_videos=cfg.probe,
                                   holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
-    except (AnnotationError, ManifestError) as exc:
+    except UserError as exc:  # a bad annotation, video list or tree: say that nothing was written
         raise UserError(f"{exc}\nNothing was written to {cfg.manifest_dir}; fix or move the file and run again.") from None
     print(summarize(manifest))
     problems = manifest.videos[manifest.videos["problems"] != ""]

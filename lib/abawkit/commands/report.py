@@ -10,17 +10,12 @@ HELP = "draw and save the report of a run: per-class F1, confusion, timelines, s
 
 def main(argv: list[str]) -> int:
     from ..config import cli
-    from ..errors import UserError
-    from ..manifest import ManifestError
-    from ..report import ReportConfig, ReportError, build_report
+    from ..report import ReportConfig, build_report
 
     cfg = cli(ReportConfig, argv, prog=f"abawkit {NAME}",
               epilog="example: abawkit report --temporal runs/demo/temporal --predictions runs/demo/predictions "
                      "--out runs/demo/report")
-    try:
-        report = build_report(cfg.manifest_dir, cfg.temporal_dir, cfg.predictions_dir, cfg.runs_root,
-                              out_dir=cfg.report_dir, max_timelines=cfg.max_timelines)
-    except (ReportError, ManifestError) as exc:
-        raise UserError(str(exc)) from None
+    report = build_report(cfg.manifest_dir, cfg.temporal_dir, cfg.predictions_dir, cfg.runs_root,
+                          out_dir=cfg.report_dir, max_timelines=cfg.max_timelines)
     print(f"validation macro F1 {report.validation.report.macro_f1:.4f}; {len(report.files)} files in {cfg.report_dir}")
     return 0

@@ -27,25 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..manifest import ManifestError, load_manifest, read_example_file, read_test_list
+    from ..manifest import load_manifest, read_example_file, read_test_list
     from ..submission import check_submission, rows_from_counts
 
-    try:
-        if args.example:
-            rows = read_example_file(args.example)
-        else:
-            if not args.manifest:
-                raise UserError("--test-list needs --manifest DIR for the frame count of each test video")
-            manifest = load_manifest(args.manifest)
-            ids = read_test_list(args.test_list)
-            known = set(manifest.videos["video_id"])
-            unknown = [v for v in ids if v not in known]
-            if unknown:
-                raise UserError(f"{len(unknown)} test videos are not in {args.manifest} (first {unknown[0]!r}); "
-                                "rebuild the manifest on the tree that holds them")
-            rows = rows_from_counts(ids, {v: int(manifest.row(v)["n_frames"]) for v in ids})
-    except (ManifestError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
+    if args.example:
+        rows = read_example_file(args.example)
+    else:
+        if not args.manifest:
+            raise UserError("--test-list needs --manifest DIR for the frame count of each test video")
+        manifest = load_manifest(args.manifest)
+        ids = read_test_list(args.test_list)
+        known = set(manifest.videos["video_id"])
+        unknown = [v for v in ids if v not in known]
+        if unknown:
+            raise UserError(f"{len(unknown)} test videos are not in {args.manifest} (first {unknown[0]!r}); "
+                            "rebuild the manifest on the tree that holds them")
+        rows = rows_from_counts(ids, {v: int(manifest.row(v)["n_frames"]) for v in ids})
     problems = check_submission(args.file, rows)
     for p in problems[: args.max_lines]:
         print(f"{args.file}: {p}")

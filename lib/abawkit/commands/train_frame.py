@@ -15,17 +15,12 @@ def main(argv: list[str]) -> int:
     import os
 
     from ..config import cli
-    from ..errors import UserError
     from ..semisup.config import TrainConfig
-    from ..semisup.data import DataError
     from ..semisup.train import train
 
     cfg = cli(TrainConfig, argv, prog=f"abawkit {NAME}",
               epilog="example: abawkit train-frame --preset demo --algorithm supervised --steps 100 --out runs/sup")
-    try:
-        result = train(cfg)
-    except (DataError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
+    result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # the process group is gone by now
         print(f"frame model written to {result.out} ({result.train_images_per_s:.1f} train img/s)")
         print(f"final val macro-F1 {result.final_val_macro_f1:.4f}, best val macro-F1 {result.best_val_macro_f1:.4f} "

@@ -13,19 +13,14 @@ HELP = "train the temporal transformer over cached frame features; fit smoothing
 
 def main(argv: list[str]) -> int:
     from ..config import cli
-    from ..errors import UserError
-    from ..features import FeatureError
-    from ..manifest import ManifestError, load_manifest
+    from ..manifest import load_manifest
     from ..temporal.config import TemporalTrainConfig
     from ..temporal.train import train_temporal
 
     config = cli(TemporalTrainConfig, argv, prog=f"abawkit {NAME}",
                  epilog="example: abawkit train-temporal --preset demo --features runs/demo/features "
                         "--manifest data_manifests/demo --out runs/demo/temporal")
-    try:
-        summary = train_temporal(config.features_dir, load_manifest(config.manifest_dir), config.out_dir, config)
-    except (FileNotFoundError, ValueError, ManifestError, FeatureError) as exc:
-        raise UserError(str(exc)) from None
+    summary = train_temporal(config, load_manifest(config.manifest_dir))
     for row in summary["comparison"]:
         print(f"{row['stage']:>20s}  validation macro F1 {row['macro_f1']:.4f}")
     print(f"best validation macro F1 {summary['best_val_macro_f1']:.4f}")

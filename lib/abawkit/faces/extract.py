@@ -407,7 +407,9 @@ def load_index(out: str | os.PathLike, video_id: str) -> pd.DataFrame:
     path = index_path(out, video_id)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {video_id} has not been extracted (run abawkit extract-faces)")
-    return pd.read_csv(path)
+    from ..readers import read_csv
+
+    return read_csv(path, f"the face index of {video_id} (CSV)", f"re-run abawkit extract-faces for {video_id}")
 
 
 def index_organizer_crops(manifest, out: str | os.PathLike, overwrite: bool = False,

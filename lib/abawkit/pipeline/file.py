@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import yaml
 
 from ..errors import UserError
+from ..readers import read_yaml_mapping
 
 DEFAULT_KERNEL = "abawkit"
 
@@ -57,13 +58,9 @@ _PIPELINE_KEYS = {"name", "stages", "defaults", "kernel", "description"}
 def load_pipeline(path: str | os.PathLike) -> Pipeline:
     """Read a pipeline YAML file; structural mistakes are errors naming the file, the stage and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"pipeline file {path} does not exist (examples: pipelines/demo.yaml, pipelines/affwild2.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
+    data = read_yaml_mapping(path, "a pipeline file (YAML: name, defaults, stages)",
+                             "see pipelines/demo.yaml and pipelines/affwild2.yaml for examples")
+    if not isinstance(data.get("stages"), list) or not data["stages"]:
         raise PipelineError(f"{path} must be a mapping with a non-empty 'stages' list")
     unknown = set(data) - _PIPELINE_KEYS
     if unknown:

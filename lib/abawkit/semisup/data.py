@@ -12,13 +12,15 @@ import torch
 from torch.utils.data import Dataset
 
 from ..crops import crop_frames, crop_path
-from ..frame_model import FrameModelConfig, eval_transform, read_image
+from ..errors import UserError
+from ..frame_model import FrameModelConfig, eval_transform
 from ..labels import IGNORE, class_index
+from ..readers import read_csv, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Input data cannot be used; the message names the file or folder and what to do."""
 
 
@@ -49,11 +51,8 @@ def frames_from_csv(path: str | os.PathLike) -> pd.DataFrame:
     """A CSV with columns ``path,label`` (label: index 0..7 or class name; -1 rows dropped). Relative image
     paths are taken relative to the CSV's folder. AffectNet / RAF-DB lists converted to this form work too."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"labeled CSV {path} not found")
-    table = pd.read_csv(path)
-    if not {"path", "label"} <= set(table.columns):
-        raise DataError(f"{path}: needs columns path,label (found {', '.join(map(str, table.columns))})")
+    table = read_csv(path, "a labeled CSV with columns path,label", "pass a CSV of image paths and labels (--labeled-csv)",
+                     columns=("path", "label"))
     labels = []
     for line, value in enumerate(table["label"], start=2):
         try:

@@ -12,9 +12,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..frame_model import eval_transform, load_frame_model, read_image
+from ..frame_model import eval_transform, load_frame_model
 from ..labels import CLASSES
 from ..metrics import F1Report, f1_report
+from ..readers import read_image
 from .data import frames_from_csv, frames_from_manifest, unlabeled_images
 from .train import predict
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import load_checkpoint
 from ..labels import NUM_CLASSES
+from ..readers import load_checkpoint
 from .config import TemporalConfig
 
 CHECKPOINT_FORMAT = "abawkit-temporal/1"
@@ -86,8 +86,7 @@ def save_temporal_checkpoint(path, model: TemporalEncoder, **extra: Any):
 
 def load_temporal_model(path, device: str | torch.device = "cpu") -> tuple[TemporalEncoder, dict[str, Any]]:
     """Rebuild a temporal encoder from a checkpoint (``torch.load(weights_only=True)``), in eval mode."""
-    payload = load_checkpoint(path, CHECKPOINT_FORMAT, "temporal checkpoint",
-                              "train one with abawkit train-temporal (notebook 04)")
+    payload = load_checkpoint(path, CHECKPOINT_FORMAT, "train one with abawkit train-temporal (notebook 04)")
     arch = dict(payload["config"])
     in_dim = int(arch.pop("in_dim"))
     model = TemporalEncoder(TemporalConfig(**arch), in_dim)

@@ -36,10 +36,10 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     from tqdm.auto import tqdm
 
     from ..io import write_csv
+    from ..manifest import ManifestError, load_manifest
     from ..postprocess import fit_postprocess
     from ..runinfo import save_run_record
     from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, load_videos
-    from ..manifest import load_manifest
     from .model import build_temporal_model, load_temporal_model, save_temporal_checkpoint
 
     torch.manual_seed(config.seed)
@@ -52,9 +52,9 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     held_ids = manifest.video_ids("Train_Set", holdout=True)
     val_ids = manifest.video_ids("Validation_Set")
     if not train_ids:
-        raise ValueError(f"the manifest {manifest.path} has no Train_Set subject to train on")
+        raise ManifestError(f"the manifest {manifest.path} has no Train_Set subject to train on")
     if not val_ids:
-        raise ValueError(f"the manifest {manifest.path} has no Validation_Set subject to validate on")
+        raise ManifestError(f"the manifest {manifest.path} has no Validation_Set subject to validate on")
     train, held, val = (load_videos(features_dir, manifest, ids) for ids in (train_ids, held_ids, val_ids))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
