@@ -13,18 +13,13 @@ import pytest
 import torch
 
 from abawkit.cli import main
-from abawkit.features import feature_path
-from abawkit.frame_model import FrameModelConfig, build_frame_model, save_frame_checkpoint
-from abawkit.io import save_npz
+from abawkit.frame_model import FrameModelConfig, build_frame_model
 from abawkit.readers import BadFileError, load_npz, read_text, read_yaml_mapping
-from abawkit.temporal.config import TemporalConfig
-from abawkit.temporal.model import build_temporal_model, save_temporal_checkpoint
 
 from helpers_affwild2 import make_tree
 
 RANDOM = bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
 EXAMPLE = "image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n" + "v/00001.jpg,0\n"
-DIM = 16
 
 
 def truncated(path: Path) -> Path:
@@ -32,30 +27,6 @@ def truncated(path: Path) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
-
-
-@pytest.fixture(scope="module")
-def world(tiny_manifest, tmp_path_factory):
-    """Valid inputs of every stage: the tiny manifest, crops, a frame and a temporal checkpoint, features."""
-    import cv2
-
-    root = tmp_path_factory.mktemp("bad_input")
-    crops = root / "crops"
-    for vid in tiny_manifest.video_ids():
-        (crops / vid).mkdir(parents=True)
-        cv2.imwrite(str(crops / vid / "00001.jpg"), np.full((32, 32, 3), 128, np.uint8))
-    frame = save_frame_checkpoint(root / "frame.pt", build_frame_model(FrameModelConfig(image_size=32)))
-    temporal_dir = root / "temporal"
-    save_temporal_checkpoint(temporal_dir / "best.pt", build_temporal_model(TemporalConfig(), DIM))
-    features = root / "features"
-    for vid in tiny_manifest.video_ids():
-        n = int(tiny_manifest.row(vid)["n_frames"])
-        save_npz(feature_path(features, vid), embeddings=np.zeros((n, DIM), np.float16),
-                 has_face=np.ones(n, bool), logits=np.zeros((n, 8), np.float32))
-    csv = root / "labeled.csv"
-    csv.write_text("path,label\n" + "".join(f"{crops / vid / '00001.jpg'},0\n" for vid in tiny_manifest.video_ids()))
-    return dict(root=root, manifest=tiny_manifest.path, crops=crops, frame=frame, temporal=temporal_dir,
-                features=features, csv=csv)
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -10,6 +11,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from .errors import UserError
+
+
+class DiskFullError(UserError, OSError):
+    """The disk filled up while an output was written; the message names the file."""
 
 
 @contextlib.contextmanager
@@ -26,6 +33,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"no space left on the disk while writing {path}; nothing of it was kept (finished "
+                                f"outputs are); free space or write elsewhere, then run again") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -23,6 +23,9 @@ def main(argv: list[str]) -> int:
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # the process group is gone by now
         print(f"frame model written to {result.out} ({result.train_images_per_s:.1f} train img/s)")
-        print(f"final val macro-F1 {result.final_val_macro_f1:.4f}, best val macro-F1 {result.best_val_macro_f1:.4f} "
-              f"(step {result.best_step})")
+        if result.best_val_macro_f1 < 0:  # nothing was validated
+            print("no validation set (--val-csv, or --manifest with --crops and --val-split): best.pt is the last step")
+        else:
+            print(f"final val macro-F1 {result.final_val_macro_f1:.4f}, best val macro-F1 "
+                  f"{result.best_val_macro_f1:.4f} (step {result.best_step})")
     return 0

@@ -205,6 +205,8 @@ def _skip_decision(stage: ResolvedStage, prev: dict[str, Any] | None, root: Path
         return "run", f"output {missing[0]} missing"
     if not prev:
         return "run", "no recorded run wrote these outputs"
+    if prev.get("status") == "running":  # its run was killed (a live one would hold the folder's lock)
+        return "run", "interrupted during its last run"
     if prev.get("status") not in ("done", "skipped"):
         return "run", f"the last recorded run of it {prev.get('status')}"
     reasons = []

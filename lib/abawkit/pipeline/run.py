@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..io import write_json
 from ..notebook import METRICS_MIME, TABLE_MIME, format_table
 from ..runinfo import device_info, git_commit, now, package_versions
+from ..runlock import folder_lock
 from .file import Pipeline, PipelineError
 from .plan import RUN_RECORD, jsonable, plan_stages, read_history, resolve
 
@@ -95,15 +96,28 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     ``root`` is the working directory of the notebooks (the project root); relative paths in the pipeline
     (notebooks, outputs, ``run_dir``) are relative to it. Raises :class:`PipelineError` before running anything
     when a parameter is wrong, and :class:`StageFailed` when a notebook raises (the record says so first).
+    While it runs it holds the lock of ``run_dir`` (:mod:`abawkit.runlock`): a second run there stops at once.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     root = Path(root or os.getcwd()).resolve()
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / pipeline.name
     run_dir_abs = run_dir if run_dir.is_absolute() else root / run_dir
+    args = dict(from_stage=from_stage, only=only, force=force, dry_run=dry_run, kernel=kernel, progress=progress,
+                log=log, command=command)
+    if dry_run:  # reads only
+        return _run(pipeline, run_dir, run_dir_abs, root, **args)
+    with folder_lock(run_dir_abs, command or f"abawkit run {pipeline.path or pipeline.name}"):
+        return _run(pipeline, run_dir, run_dir_abs, root, **args)
+
+
+def _run(pipeline: Pipeline, run_dir: Path, run_dir_abs: Path, root: Path, *, from_stage, only, force, dry_run,
+         kernel, progress, log, command) -> dict[str, Any]:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
     stages = resolve(pipeline, root, run_dir)
-    items = plan_stages(stages, read_history(run_dir_abs), root, from_stage=from_stage, only=only, force=force)
+    history = read_history(run_dir_abs)
+    interrupted = _interrupted(history[0]) if history and not dry_run else None
+    items = plan_stages(stages, history, root, from_stage=from_stage, only=only, force=force)
     check_kernel(kernel or pipeline.kernel)
     resume_cmd = command or f"abawkit run {pipeline.path or pipeline.name + '.yaml'} --run-dir {run_dir}"
 
@@ -129,6 +143,10 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
         "argv": sys.argv,
         "stages": {},
     }
+    if interrupted:
+        record["previous_run"] = interrupted
+        log(f"the last run in {run_dir} was interrupted during stage {interrupted['stage']!r} "
+            f"(started {interrupted['started']}); that stage runs again")
     for item in items:
         s = item.stage
         entry: dict[str, Any] = {
@@ -199,6 +217,15 @@ def run_pipeline(pipeline: Pipeline, run_dir: str | os.PathLike | None = None, *
     failed = any(e["status"] == "failed" for e in record["stages"].values())
     _finish(record, run_dir_abs, "failed" if failed else "done")
     return record
+
+
+def _interrupted(own: dict[str, Any]) -> dict[str, Any] | None:
+    """What an earlier run of this folder left unfinished: its record still says ``running`` although no
+    process holds the folder (it was killed, or its machine went down)."""
+    if own.get("status") != "running":
+        return None
+    stage = next((name for name, e in (own.get("stages") or {}).items() if e.get("status") == "running"), None)
+    return {"status": "interrupted", "started": own.get("started"), "stage": stage, "command": own.get("command")}
 
 
 def kernel_config():

@@ -145,7 +145,18 @@ def _seed_all(seed: int) -> None:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train the frame model of ``cfg`` (under torchrun when WORLD_SIZE > 1) and return its scores."""
+    """Train the frame model of ``cfg`` (under torchrun when WORLD_SIZE > 1) and return its scores. The first
+    process holds the lock of ``cfg.out_dir`` meanwhile: a second training into it stops at once (when the
+    first is rank 0 of torchrun, torchrun then stops the other ranks)."""
+    from ..runlock import command_line, folder_lock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(cfg)
+    with folder_lock(cfg.out_dir, f"frame-model training: {command_line()}"):
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
     from tqdm.auto import tqdm
 
     from ..runinfo import save_run_record

@@ -30,7 +30,15 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     """Train, keep ``best.pt`` (by validation macro F1) and ``last.pt``, write ``metrics.csv``,
     ``postprocess.json``, ``comparison.csv`` and ``run_record.json`` under ``config.out_dir``; return a summary.
 
-    ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already."""
+    ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already. Holds the lock of
+    ``config.out_dir`` meanwhile (a second training into it stops at once)."""
+    from ..runlock import command_line, folder_lock
+
+    with folder_lock(config.out_dir, f"temporal training: {command_line()}"):
+        return _train_temporal(config, manifest)
+
+
+def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
     from tqdm.auto import tqdm
