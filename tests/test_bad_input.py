@@ -249,3 +249,24 @@ def test_the_same_commands_run_on_good_files(world, tmp_path):
                  str(tmp_path / "t"), "--epochs", "1"]) == 0
     assert main(["predict", "--temporal", str(w["temporal"]), "--features", str(w["features"]), "--manifest",
                  str(w["manifest"]), "--out", str(tmp_path / "p"), "--no-postprocess"]) == 0
+
+
+def test_video_that_stops_decoding_halfway_is_named_and_keeps_what_decoded(tmp_path, capsys):
+    """An AVI cut in the middle of its frames (a copy interrupted): the decoded frames are kept and indexed, and
+    the summary says where decoding stopped; the command still ends with one line per subject, no traceback."""
+    import pandas as pd
+
+    from helpers_affwild2 import write_video
+
+    video = write_video(tmp_path / "cut.avi", 60, size=(96, 96))
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "faces"
+    rc = main(["extract-faces", "--video", str(video), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("video_id")
+    row = summary.loc["cut"]
+    assert rc == 0 and row["status"] == "done", (printed.out, row.to_dict())
+    assert 0 < row["frames_decoded"] < 60
+    assert "decod" in row["problems"] or "container says 60 frames" in row["problems"], row["problems"]

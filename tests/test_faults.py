@@ -226,3 +226,28 @@ def test_a_write_that_fails_midway_names_the_path_and_leaves_nothing(tmp_path, m
     monkeypatch.undo()
     write_text(tmp_path / "ok.txt", "fine")  # the folder is usable again once there is space
     assert (tmp_path / "ok.txt").read_text() == "fine"
+
+
+def test_disk_full_while_writing_crops_fails_that_video_naming_the_crop(tiny_manifest, tmp_path, monkeypatch):
+    """The disk fills up in the middle of a video's crops: that video fails with the crop's path in its problems,
+    nothing of it counts as done, and a re-run once there is space finishes it."""
+    from abawkit.faces.extract import ExtractConfig, extract_faces, is_done, jobs_from_manifest
+
+    jobs = [j for j in jobs_from_manifest(tiny_manifest)[0] if j.subjects[0].video_id == "video3"]
+    real, written = Path.write_bytes, []
+
+    def fills_up(self, data):
+        if self.suffix == ".jpg" and len(written) >= 10:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        written.append(self)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills_up)
+    out = tmp_path / "faces"
+    summary = extract_faces(jobs, out, ExtractConfig(max_frames=30), progress=False).set_index("video_id")
+    assert summary.loc["video3", "status"] == "failed"
+    assert "cannot write the crop" in summary.loc["video3", "problems"] and "No space left" in summary.loc["video3", "problems"]
+    assert not is_done(out, "video3") and not (out / "cropped_aligned" / "video3").exists()
+    monkeypatch.undo()
+    again = extract_faces(jobs, out, ExtractConfig(max_frames=30), progress=False)
+    assert (again["status"] == "done").all() and is_done(out, "video3")
