@@ -28,7 +28,7 @@ from .crops import CROP_FOLDERS
 from .errors import UserError
 from .io import write_csv, write_json, write_parquet, write_text
 from .labels import CLASSES, IGNORE, class_counts
-from .readers import BadFileError, existing_file, read_csv, read_json, read_text
+from .readers import read_csv, read_json, read_parquet, read_text
 from .runinfo import run_record
 from .video import VideoInfo, find_videos, probe
 
@@ -310,22 +310,12 @@ def load_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
     tree = Path(root) if root is not None else Path(info["root"])
     videos = read_csv(path / "videos.csv", "the manifest's table of videos", rebuild, columns=("video_id", "split"),
                       keep_default_na=False, dtype={"video_id": str, "side": str})
-    frames = _read_frames(path / "frames.parquet", rebuild)
+    frames = read_parquet(path / "frames.parquet", "the manifest's per-frame table (Parquet)", rebuild)
     frames["video_id"] = frames["video_id"].astype(str)
     if "holdout" not in videos:  # written before the column existed: nothing held out
         videos["holdout"] = False
     videos["holdout"] = videos["holdout"].astype(str).str.lower().isin(("true", "1"))
     return Manifest(path, tree, _absolute(videos, tree), frames, info)
-
-
-def _read_frames(path: Path, remedy: str) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(existing_file(path, "the manifest's per-frame table (Parquet)", remedy))
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        if isinstance(exc, BadFileError):
-            raise
-        raise BadFileError(path, f"is not a readable Parquet file ({exc})", "the manifest's per-frame table",
-                           remedy) from None
 
 
 def summarize(manifest: Manifest) -> str:

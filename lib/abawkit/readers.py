@@ -120,15 +120,23 @@ def load_npz(path: str | os.PathLike, expected: str, remedy: str = "") -> dict[s
     path = existing_file(path, expected, remedy)
     try:
         data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise BadFileError(path, "is a single .npy array, not an .npz archive", expected, remedy)
-        with data:
-            return {k: data[k] for k in data.files}
-    except BadFileError:
-        raise
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
         raise BadFileError(path, f"is truncated or not an .npz archive ({type(exc).__name__}: {exc})",
                            expected, remedy) from None
+    raise BadFileError(path, "is a single .npy array, not an .npz archive", expected, remedy)
+
+
+def read_parquet(path: str | os.PathLike, expected: str, remedy: str = ""):
+    import pandas as pd
+
+    path = existing_file(path, expected, remedy)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise BadFileError(path, f"is not a readable Parquet file ({exc})", expected, remedy) from None
 
 
 def read_image(path: str | os.PathLike, remedy: str = "delete or replace the file"):
@@ -138,10 +146,16 @@ def read_image(path: str | os.PathLike, remedy: str = "delete or replace the fil
     import cv2
     import torch
 
-    path = existing_file(path, "a JPEG or PNG image", remedy)
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadFileError(path, "cannot be decoded (truncated, or not an image)", "a JPEG or PNG image", remedy)
+    expected = "a JPEG or PNG image"
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        existing_file(path, expected, remedy)  # names missing / a folder
+        raise
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:  # the checks are made only for a file that failed: no stat per crop on the hot path
+        existing_file(path, expected, remedy)  # names an empty file
+        raise BadFileError(path, "cannot be decoded (truncated, or not an image)", expected, remedy)
     return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)))
 
 
@@ -173,7 +187,7 @@ def load_checkpoint(path: str | os.PathLike, fmt: str, remedy: str) -> dict[str,
     if found in CHECKPOINT_KINDS:
         other, other_command = CHECKPOINT_KINDS[found]
         raise BadFileError(path, f"is an abawkit {other} (written by {other_command})", expected, remedy)
-    if _is_state_dict(payload):
+    if _is_state_dict(_unwrap(payload)):
         raise BadFileError(path, "holds plain model weights (a state_dict, such as timm's), not an abawkit checkpoint",
                            expected, "to start a frame model from backbone weights, pass them as --weights "
                            "(train-frame)")
@@ -199,19 +213,21 @@ def load_state_dict(path: str | os.PathLike, remedy: str) -> dict[str, Any]:
         raise BadFileError(path, f"is an abawkit {other} (written by {command}), not backbone weights", expected,
                            "an abawkit checkpoint is read by the stages after training (--checkpoint); "
                            "to resume training, re-run train-frame on its output folder")
-    if isinstance(payload, dict):
-        payload = payload.get("state_dict", payload.get("model", payload))
+    payload = _unwrap(payload)
     if not _is_state_dict(payload):
         raise BadFileError(path, f"holds a {type(payload).__name__}, not a mapping of tensor names to tensors",
                            expected, remedy)
     return payload
 
 
+def _unwrap(payload: Any) -> Any:
+    """The weights of a file that nests them under ``state_dict`` or ``model`` (training scripts' habit)."""
+    return payload.get("state_dict", payload.get("model", payload)) if isinstance(payload, dict) else payload
+
+
 def _is_state_dict(payload: Any) -> bool:
     import torch
 
-    if isinstance(payload, dict) and isinstance(payload.get("state_dict", payload.get("model")), dict):
-        payload = payload.get("state_dict", payload.get("model"))
     return (isinstance(payload, dict) and bool(payload)
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload.items()))
 
