@@ -9,7 +9,7 @@ import torch
 
 from abawkit.semisup.algorithms import feedback_signal, feedback_teacher_loss
 from abawkit.semisup.debias import DebiasedPseudoLabels
-from abawkit.semisup.sampler import ClassUniformBatchSampler
+from abawkit.semisup.sampler import ClassUniformBatchSampler, UniformBatchSampler
 from abawkit.semisup.thresholds import (FixedThreshold, FlexMatchThreshold, SelfAdaptiveThreshold,
                                         flexmatch_mapping)
 
@@ -160,7 +160,7 @@ def test_class_uniform_sampler_is_uniform_over_present_classes_and_per_rank():
     labels = np.array([0] * 900 + [1] * 90 + [4] * 9 + [7] * 1)
     s = ClassUniformBatchSampler(labels, batch_size=64, seed=0, rank=0)
     it = iter(s)
-    drawn = np.concatenate([labels[next(it)] for _ in range(200)])
+    drawn = np.concatenate([labels[[i for i, _ in next(it)]] for _ in range(200)])
     counts = np.bincount(drawn, minlength=8)
     assert set(np.flatnonzero(counts)) == {0, 1, 4, 7}
     share = counts[[0, 1, 4, 7]] / drawn.size
@@ -169,3 +169,38 @@ def test_class_uniform_sampler_is_uniform_over_present_classes_and_per_rank():
     b = next(iter(ClassUniformBatchSampler(labels, 32, seed=0, rank=1)))
     a2 = next(iter(ClassUniformBatchSampler(labels, 32, seed=0, rank=0)))
     assert a == a2 and a != b
+
+
+def test_batch_b_and_its_augmentation_seeds_depend_on_seed_rank_and_b_only():
+    """A stream started at batch b (a resumed run) yields what the stream from 0 yields from b on; the items carry
+    distinct augmentation seeds; the unlabeled stream likewise."""
+    labels = np.array([0] * 50 + [3] * 20 + [5] * 5)
+    full = iter(ClassUniformBatchSampler(labels, 16, seed=4, rank=1))
+    from_0 = [next(full) for _ in range(12)]
+    later = iter(ClassUniformBatchSampler(labels, 16, seed=4, rank=1, start_batch=7))
+    assert [next(later) for _ in range(5)] == from_0[7:]
+    seeds = [s for batch in from_0 for _, s in batch]
+    assert len(set(seeds)) == len(seeds)
+    unl = iter(UniformBatchSampler(100, 8, seed=4, rank=0))
+    unl_from_0 = [next(unl) for _ in range(6)]
+    assert [next(iter(UniformBatchSampler(100, 8, seed=4, rank=0, start_batch=3)))] == unl_from_0[3:4]
+    assert all(0 <= i < 100 for batch in unl_from_0 for i, _ in batch)
+
+
+def test_an_items_augmentation_is_its_seeds_and_leaves_the_process_random_state():
+    from abawkit.frame_model import FrameModelConfig
+    from abawkit.semisup.data import item_rng, weak_transform
+
+    tf = weak_transform(FrameModelConfig(image_size=24))
+    img = torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    with item_rng(123):
+        a = tf(img)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(99)  # another process state: the same seed gives the same view
+    with item_rng(123):
+        b = tf(img)
+    with item_rng(124):
+        c = tf(img)
+    assert torch.equal(a, b) and not torch.equal(a, c)

@@ -115,8 +115,11 @@ class LabeledImages(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
-        return self.transform(read_image(self.paths[i])), int(self.labels[i])
+    def __getitem__(self, item: int | tuple[int, int]):
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        image = read_image(self.paths[i])
+        with item_rng(seed):
+            return self.transform(image), int(self.labels[i])
 
 
 class UnlabeledImages(Dataset):
@@ -128,9 +131,28 @@ class UnlabeledImages(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        i, seed = item if isinstance(item, tuple) else (item, None)
         img = read_image(self.paths[i])
-        return self.weak(img), self.strong(img), i
+        with item_rng(seed):
+            return self.weak(img), self.strong(img), i
+
+
+def item_rng(seed: int | None):
+    """The augmentation of one item under its own seed (the samplers give one), leaving the process's random
+    state as it was; without a seed, the process's state as it is."""
+    import contextlib
+
+    if seed is None:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def seeded():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+
+    return seeded()
 
 
 __all__ = ["DataError", "LabeledImages", "UnlabeledImages", "eval_transform", "frames_from_csv",

@@ -233,23 +233,29 @@ def _train(cfg: TrainConfig) -> TrainResult:
             if (out / "metrics.csv").is_file():
                 old = pd.read_csv(out / "metrics.csv")
                 history = old[old["step"] <= start].to_dict("records")
-        # Each rank draws its own batches; a resumed run gets new, reproducible streams.
-        torch.manual_seed(cfg.seed * 7919 + rank * 104729 + start)
+        # The batches and their augmentations are functions of (seed, rank, batch number) (semisup/sampler.py): a
+        # resumed run continues both streams exactly. The process's own random state (anything else random in a
+        # step) is each rank's own and continues from the checkpoint.
+        torch.manual_seed(cfg.seed * 7919 + rank * 104729)
         if cfg.resume and rank == 0:
-            torch.set_rng_state(state["rng"]["torch"])  # rank 0 continues its own stream exactly
+            torch.set_rng_state(state["rng"]["torch"])
 
         def loader(dataset, sampler):
             return _infinite(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
                                         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                                        multiprocessing_context="spawn" if cfg.workers > 0 else None))
+                                        multiprocessing_context="spawn" if cfg.workers > 0 else None,
+                                        generator=torch.Generator().manual_seed(cfg.seed)))  # not the process's
 
         lab_iter = loader(LabeledImages(train_table, weak_transform(mcfg)),
                           ClassUniformBatchSampler(train_table["label"].to_numpy(), cfg.batch_size, cfg.seed, rank,
-                                                   start))
+                                                   start_batch=start))
         unl_iter = None
         if algo.uses_unlabeled:
+            # no unlabeled batch is drawn during the algorithm's warm-up: the stream continues at the batches drawn
+            unl_done = sum(not algo.warming_up(s) for s in range(start))
             unl_iter = loader(UnlabeledImages(unl_paths, weak_transform(mcfg), strong_transform(mcfg)),
-                              UniformBatchSampler(len(unl_paths), cfg.batch_size * semi.uratio, cfg.seed, rank, start))
+                              UniformBatchSampler(len(unl_paths), cfg.batch_size * semi.uratio, cfg.seed, rank,
+                                                  start_batch=unl_done))
 
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
