@@ -8,9 +8,10 @@ continues the warm-up where its checkpoint stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,28 @@ class Context:
     make_scheduler: Callable
     wrap: Callable[[nn.Module], nn.Module]
     clip_grad: float = 0.0
+    total_steps: int = 0
+
+
+def buffers_of(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's buffers (BatchNorm running statistics and counters)."""
+    return {name: b.detach().clone() for name, b in _unwrap(module).named_buffers()}
+
+
+@contextlib.contextmanager
+def buffers_as(module: nn.Module, state: dict[str, torch.Tensor]):
+    """Run the block with the module's buffers set to ``state`` (from :func:`buffers_of`), then put back the
+    ones it had: a forward pass inside sees, and leaves, exactly that normalisation state."""
+    module = _unwrap(module)
+    now = buffers_of(module)
+    named = dict(module.named_buffers())
+    try:
+        for name, value in state.items():
+            named[name].copy_(value)
+        yield
+    finally:
+        for name, value in now.items():
+            named[name].copy_(value)
 
 
 class PseudoLabeler:
@@ -45,10 +68,25 @@ class PseudoLabeler:
     probabilities: max_c q(c) is the confidence that enters the mask. ``loss`` is the masked student loss on
     strong views."""
 
-    def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int):
+    def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int, unlabeled_steps: int = 0):
         self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
-                                                   cfg.threshold_momentum)
-        self.debias = DebiasedPseudoLabels(num_classes, cfg.debias_strength, cfg.debias_momentum) if cfg.debias else None
+                                                   cfg.threshold_momentum, cfg.threshold_floor)
+        self.debias = (DebiasedPseudoLabels(num_classes, cfg.debias_strength, cfg.debias_m(unlabeled_steps))
+                       if cfg.debias else None)
+
+    def initialise(self, z_w: torch.Tensor) -> None:
+        """Start the debiasing marginal and the self-adaptive threshold from the teacher's logits ``z_w`` (N, C)
+        on an unlabeled pass (SPEC 5.9): p_hat = mean softmax(z_w), then tau and p from the probabilities the
+        threshold will see (debiased with that p_hat when debiasing is on). FixMatch's and FlexMatch's thresholds
+        have no such state."""
+        z_w = z_w.detach().float()
+        if self.debias is not None:
+            self.debias.initialise(z_w)
+            q = self.debias.debiased_probs(z_w)
+        else:
+            q = torch.softmax(z_w, dim=1)
+        if hasattr(self.threshold, "initialise"):
+            self.threshold.initialise(q)
 
     def __call__(self, z_w: torch.Tensor, idx: torch.Tensor | None = None):
         z_w = z_w.detach().float()
@@ -76,11 +114,17 @@ class Supervised:
     """Labeled frames only (class-uniform batches come from the sampler): the baseline."""
 
     uses_unlabeled = False
+    needs_h_batch = False
+    started = True
 
     def __init__(self, cfg: SemiSupConfig, ctx: Context, num_classes: int, n_unlabeled: int = 0):
         self.cfg, self.ctx = cfg, ctx
 
-    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, *, step: int) -> dict[str, float]:
+    def warming_up(self, step: int) -> bool:
+        return True
+
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *,
+                   step: int) -> dict[str, float]:
         """One optimizer step of the student at global step ``step`` (0-based); the loss statistics."""
         with self.ctx.autocast():
             logits = self.ctx.student(x_l)
@@ -97,39 +141,75 @@ class Supervised:
 
 class FixMatch(Supervised):
     """Teacher = EMA of the student labels weak views (no gradient); the student learns labeled CE plus
-    lambda_u times the masked pseudo-label loss on strong views."""
+    lambda_u (ramped) times the masked pseudo-label loss on strong views. With ``weak_in_student`` the weak views
+    go through the student's forward as well (USB's batch: labeled, weak, strong), so BatchNorm's statistics,
+    which the EMA teacher inherits, cover the weak views it labels."""
 
     uses_unlabeled = True
 
     def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
         super().__init__(cfg, ctx, num_classes, n_unlabeled)
-        self.labeler = PseudoLabeler(cfg, num_classes, n_unlabeled)
+        self.unlabeled_steps = max(1, ctx.total_steps - cfg.unlabeled_warmup)
+        self.labeler = PseudoLabeler(cfg, num_classes, n_unlabeled, self.unlabeled_steps)
+        self.started = False
 
     def warming_up(self, step: int) -> bool:
         """True for the first ``cfg.unlabeled_warmup`` global steps: the unlabeled parts wait."""
         return step < self.cfg.unlabeled_warmup
 
-    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, *, step: int):
+    def unlabeled_weight(self, step: int) -> float:
+        """lambda_u, rising linearly from 0 over the ramp's first steps of the unlabeled phase (our choice)."""
+        ramp = self.cfg.ramp_steps(self.unlabeled_steps)
+        done = step - self.cfg.unlabeled_warmup + 1
+        return self.cfg.lambda_u * (min(1.0, done / ramp) if ramp > 0 else 1.0)
+
+    def teacher(self) -> nn.Module:
+        """The network that labels the weak views."""
+        return self.ctx.ema.module
+
+    @torch.no_grad()
+    def start_unlabeled(self, batches: Iterable[torch.Tensor]) -> None:
+        """At the first step of the unlabeled phase: with ``init_from_teacher``, the teacher labels ``batches``
+        (weak views of an unlabeled pass) in the mode it labels with, its normalisation state left as it was,
+        and the pseudo-labeler starts from those statistics."""
+        if self.cfg.init_from_teacher:
+            teacher = self.teacher()
+            kept = buffers_of(teacher)
+            logits = []
+            with buffers_as(teacher, kept):
+                for u_w in batches:
+                    with self.ctx.autocast():
+                        logits.append(teacher(u_w).float())
+            self.labeler.initialise(torch.cat(logits))
+        self.started = True
+
+    def student_logits(self, x_l, u_w, u_s) -> torch.Tensor:
+        """The student's logits of one forward over labeled, (weak,) strong views; the last rows are u_s's."""
+        parts = [x_l, u_w, u_s] if self.cfg.weak_in_student else [x_l, u_s]
+        with self.ctx.autocast():
+            return self.ctx.student(torch.cat(parts))
+
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int):
         if self.warming_up(step):
             return {**Supervised.train_step(self, x_l, y_l, step=step), "loss_u": 0.0, "mask_rate": 0.0}
         with torch.no_grad(), self.ctx.autocast():
-            z_w = self.ctx.ema.module(u_w)
+            z_w = self.teacher()(u_w)
         y_hat, mask, _ = self.labeler(z_w, idx)
-        n = x_l.shape[0]
-        with self.ctx.autocast():
-            logits = self.ctx.student(torch.cat([x_l, u_s]))
+        logits = self.student_logits(x_l, u_w, u_s)
+        n, ns = x_l.shape[0], u_s.shape[0]
         loss_l = F.cross_entropy(logits[:n].float(), y_l)
-        loss_u = self.labeler.loss(logits[n:], y_hat, mask)
-        loss = loss_l + self.cfg.lambda_u * loss_u
+        loss_u = self.labeler.loss(logits[-ns:], y_hat, mask)
+        loss = loss_l + self.unlabeled_weight(step) * loss_u
         self.ctx.student_step(loss, step)
         return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
                 "mask_rate": float(mask.mean())}
 
     def state_dict(self):
-        return {"labeler": self.labeler.state_dict()}
+        return {"labeler": self.labeler.state_dict(), "started": self.started}
 
     def load_state_dict(self, state):
         self.labeler.load_state_dict(state["labeler"])
+        self.started = bool(state.get("started", True))
 
 
 def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
@@ -141,54 +221,85 @@ def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
 def feedback_teacher_loss(t_l: torch.Tensor, y_l: torch.Tensor, t_s: torch.Tensor, y_hat: torch.Tensor,
                           mask: torch.Tensor, h: torch.Tensor, consistency: float = 1.0) -> dict[str, torch.Tensor]:
     """Teacher loss of the feedback loop (Meta Pseudo Labels, Pham et al., 2021): CE(T(x_l), y_l)
-    + consistency * masked CE(T(u_s), y_hat) + h * CE(T(u_s), argmax T(u_s)). With h > 0 the teacher is pushed
-    towards its own predictions (they helped the student); with h < 0 away from them."""
+    + consistency * masked CE(T(u_s), y_hat) + h * masked CE(T(u_s), y_hat), where y_hat and the mask are the
+    pseudo-labels the student trained on (as in the authors' code: the hard labels of the weak views). With
+    h > 0 the teacher is pushed towards those labels (they helped the student); with h < 0 away from them."""
     sup = F.cross_entropy(t_l.float(), y_l)
-    cons = (F.cross_entropy(t_s.float(), y_hat, reduction="none") * mask).mean()
-    mpl = h * F.cross_entropy(t_s.float(), t_s.detach().argmax(dim=1))
+    ce = F.cross_entropy(t_s.float(), y_hat, reduction="none") * mask
+    cons, mpl = ce.mean(), h * ce.mean()
     return {"loss": sup + consistency * cons + mpl, "sup": sup, "cons": cons, "mpl": mpl}
 
 
 class FeedbackTeacher(FixMatch):
     """Meta Pseudo Labels (Pham et al., 2021), as Face2Exp (Zeng et al., 2022) uses it: a separate teacher
     network (own optimizer and schedule) labels the weak views; the student steps on (u_s, y_hat) (plus its
-    labeled batch, weight ``student_labeled_weight``); the change of the student's labeled loss, h, then
-    weights the teacher's self-label term. With ``debias`` the pseudo-labels are DebiasPL's ("debiased
+    labeled batch, weight ``student_labeled_weight``); the change h of the student's loss on a second labeled
+    batch it does not train on, minus a moving-average baseline, then weights the teacher's term on the
+    pseudo-labels the student trained on. With ``debias`` the pseudo-labels are DebiasPL's ("debiased
     feedback")."""
 
     def __init__(self, cfg, ctx, num_classes, n_unlabeled=0):
         super().__init__(cfg, ctx, num_classes, n_unlabeled)
         self.teacher_module = copy.deepcopy(_unwrap(ctx.student)).train()
-        self.teacher = ctx.wrap(self.teacher_module)
+        self.teacher_net = ctx.wrap(self.teacher_module)
         self.optimizer = ctx.make_optimizer(self.teacher_module)
         self.scheduler = ctx.make_scheduler(self.optimizer)
+        self.h_baseline = 0.0
 
-    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, *, step: int):
+    @property
+    def needs_h_batch(self) -> bool:
+        return self.cfg.h_batch == "separate"
+
+    def teacher(self) -> nn.Module:
+        return self.teacher_net
+
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int):
         if self.warming_up(step):
             stats = Supervised.train_step(self, x_l, y_l, step=step)
             with self.ctx.autocast():  # the teacher learns the labeled batch too, so it is ready to label
-                t_loss = F.cross_entropy(self.teacher(x_l).float(), y_l)
+                t_loss = F.cross_entropy(self.teacher_net(x_l).float(), y_l)
             self._teacher_update(t_loss, step)
             return {**stats, "loss_u": 0.0, "mask_rate": 0.0, "h": 0.0, "teacher_loss": t_loss.item()}
         n, nu = x_l.shape[0], u_w.shape[0]
         with self.ctx.autocast():
-            t_logits = self.teacher(torch.cat([x_l, u_w, u_s]))
+            t_logits = self.teacher_net(torch.cat([x_l, u_w, u_s]))
         t_l, t_w, t_s = t_logits[:n], t_logits[n:n + nu], t_logits[n + nu:]
         y_hat, mask, _ = self.labeler(t_w, idx)
 
-        ce_old = self._labeled_ce(x_l, y_l)
-        with self.ctx.autocast():
-            s_logits = self.ctx.student(torch.cat([x_l, u_s]))
-        loss_l = F.cross_entropy(s_logits[:n].float(), y_l)
-        loss_u = self.labeler.loss(s_logits[n:], y_hat, mask)
-        loss = self.cfg.student_labeled_weight * loss_l + self.cfg.lambda_u * loss_u
-        self.ctx.student_step(loss, step)
-        h = all_reduce_mean(feedback_signal(ce_old, self._labeled_ce(x_l, y_l)))
+        h_raw, stats = self.student_feedback(x_l, y_l, u_w, u_s, y_hat, mask, x_h, y_h, step=step)
+        h = self._baselined(h_raw)
 
-        t = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, h, self.cfg.teacher_consistency)
+        t = feedback_teacher_loss(t_l, y_l, t_s, y_hat, mask, torch.tensor(h), self.cfg.teacher_consistency)
         self._teacher_update(t["loss"], step)
-        return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
-                "mask_rate": float(mask.mean()), "h": float(h), "teacher_loss": t["loss"].item()}
+        return {**stats, "mask_rate": float(mask.mean()), "h": h, "h_raw": h_raw, "teacher_loss": t["loss"].item()}
+
+    def student_feedback(self, x_l, y_l, u_w, u_s, y_hat, mask, x_h=None, y_h=None, *, step: int):
+        """The student's step on its labeled batch and the pseudo-labels (y_hat, mask) of u_s, and h, the drop of
+        its loss on the labeled batch (x_h, y_h) it does not train on (its own batch when ``h_batch`` is same or
+        no such batch is given), both losses under the normalisation state from before the step. Returns
+        (h, the student's loss statistics)."""
+        if x_h is None or not self.needs_h_batch:
+            x_h, y_h = x_l, y_l
+        before = buffers_of(self.ctx.student)
+        ce_old = self._labeled_ce(x_h, y_h)
+        s_logits = self.student_logits(x_l, u_w, u_s)
+        loss_l = F.cross_entropy(s_logits[:x_l.shape[0]].float(), y_l)
+        loss_u = self.labeler.loss(s_logits[-u_s.shape[0]:], y_hat, mask)
+        loss = self.cfg.student_labeled_weight * loss_l + self.unlabeled_weight(step) * loss_u
+        self.ctx.student_step(loss, step)
+        with buffers_as(self.ctx.student, before):  # the normalisation state of ce_old: h sees the weights only
+            ce_new = self._labeled_ce(x_h, y_h)
+        h = float(all_reduce_mean(feedback_signal(ce_old, ce_new)))
+        return h, {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item()}
+
+    def _baselined(self, h_raw: float) -> float:
+        """h minus its moving average b <- d b + (1 - d) h (Meta Pseudo Labels' baseline, d = feedback_baseline;
+        updated first, as in the authors' code): what the teacher is rewarded for is doing better than usual."""
+        d = self.cfg.feedback_baseline
+        if d <= 0:
+            return h_raw
+        self.h_baseline = d * self.h_baseline + (1 - d) * h_raw
+        return h_raw - self.h_baseline
 
     def _teacher_update(self, loss: torch.Tensor, step: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -200,8 +311,8 @@ class FeedbackTeacher(FixMatch):
 
     @torch.no_grad()
     def _labeled_ce(self, x_l: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:
-        """CE of the student on the labeled batch alone, in eval mode: the before/after pair of h must see the
-        same normalisation (train-mode BN statistics of the mixed labeled+strong batch would bias h)."""
+        """CE of the student on a labeled batch alone, in eval mode (its running statistics, which the caller
+        holds equal for the before/after pair of h)."""
         student = _unwrap(self.ctx.student)
         student.eval()
         with self.ctx.autocast():
@@ -211,10 +322,12 @@ class FeedbackTeacher(FixMatch):
 
     def state_dict(self):
         return {**super().state_dict(), "teacher": self.teacher_module.state_dict(),
-                "teacher_optimizer": self.optimizer.state_dict(), "teacher_scheduler": self.scheduler.state_dict()}
+                "teacher_optimizer": self.optimizer.state_dict(), "teacher_scheduler": self.scheduler.state_dict(),
+                "h_baseline": self.h_baseline}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
+        self.h_baseline = float(state.get("h_baseline", 0.0))
         self.teacher_module.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["teacher_optimizer"])
         self.scheduler.load_state_dict(state["teacher_scheduler"])

@@ -40,22 +40,44 @@ class SemiSupConfig:
     tau: float = 0.95
     """fixed threshold, and the FlexMatch base threshold"""
     threshold_momentum: float = 0.999
-    """lambda of the self-adaptive threshold's moving averages (with a few hundred steps it barely leaves 1/C: try 0.99)"""
+    """lambda of the self-adaptive threshold's moving averages (FreeMatch's value)"""
+    # Our choices (SPEC 5.9): FreeMatch starts from tau_0 = p_0 = 1/C, which admits every pseudo-label of a
+    # half-trained teacher for hundreds of steps.
+    init_from_teacher: bool = True
+    """when the unlabeled phase starts, set the self-adaptive threshold's tau and p, and the debiasing marginal,
+    from the teacher's statistics on an unlabeled pass (False: FreeMatch's and DebiasPL's 1/C)"""
+    init_images: int = 2048
+    """images of that pass (the whole pool when smaller)"""
+    threshold_floor: float = 0.0
+    """lower bound of every class's self-adaptive threshold (0: none)"""
     debias_strength: float = 0.5
     """tau_d of the debiasing: logits minus tau_d * log(marginal) (1.0 in DebiasPL)"""
-    debias_momentum: float = 0.999
-    """m of the moving marginal of the teacher's predictions"""
+    debias_momentum: float | None = None
+    """m of the moving marginal of the teacher's predictions (None: follows the run, 1 - 1/tc with a time
+    constant tc = max(10, unlabeled steps / 10) steps, at most 0.999; DebiasPL's 0.999 suits long runs, its
+    low-label script uses 0.99)"""
     ema_decay: float = 0.999
     """EMA of the student: the fixmatch teacher and the evaluated model"""
     lambda_u: float = 1.0
     """weight of the unlabeled loss"""
+    lambda_u_ramp: int | None = None
+    """steps over which the unlabeled loss weight rises linearly from 0 to lambda_u once the unlabeled phase
+    starts (None: a fifth of the unlabeled steps; 0: no ramp)"""
     uratio: int = 2
     """unlabeled images per labeled image in a step"""
+    weak_in_student: bool = True
+    """the weak unlabeled views go through the student's forward too (as in USB), so that its BatchNorm
+    statistics, which the EMA teacher and validation use, cover what they see"""
     # Our choice (the papers leave it open): 0 gives Meta Pseudo Labels' pure variant.
     student_labeled_weight: float = 1.0
     """weight of the labeled loss of the feedback student (0: it learns from the teacher's labels only)"""
     teacher_consistency: float = 1.0
     """weight of the teacher's consistency term in the feedback loop"""
+    h_batch: Literal["separate", "same"] = "separate"
+    """labeled batch the feedback h is measured on: separate (a second batch the student does not train on)
+    or same (its own labeled batch, which makes h positive whatever the pseudo-labels were)"""
+    feedback_baseline: float = 0.99
+    """decay of the moving-average baseline subtracted from h (Meta Pseudo Labels; 0: none)"""
     # Our choice: a from-scratch teacher pseudo-labels noise at first; at demo scale (a few hundred CPU steps)
     # those labels cost more than they give.
     unlabeled_warmup: int = 0
@@ -68,9 +90,25 @@ class SemiSupConfig:
             raise ValueError(f"unlabeled_warmup {self.unlabeled_warmup}: expected 0 or more steps")
         if self.uratio < 1:
             raise ValueError(f"uratio {self.uratio}: expected 1 or more unlabeled images per labeled image")
-        for name in ("tau", "threshold_momentum", "debias_momentum", "ema_decay"):
-            if not 0 <= getattr(self, name) <= 1:
+        if self.init_images < 1 or (self.lambda_u_ramp is not None and self.lambda_u_ramp < 0):
+            raise ValueError(f"init_images ({self.init_images}) must be >= 1 and lambda_u_ramp "
+                             f"({self.lambda_u_ramp}) >= 0 steps or None")
+        if self.h_batch not in ("separate", "same"):
+            raise ValueError(f"h_batch {self.h_batch!r}: expected separate or same")
+        for name in ("tau", "threshold_momentum", "debias_momentum", "ema_decay", "threshold_floor",
+                     "feedback_baseline"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a value in [0, 1]")
+
+    def debias_m(self, unlabeled_steps: int) -> float:
+        """The debiasing momentum of a run with ``unlabeled_steps`` steps of unlabeled phase."""
+        if self.debias_momentum is not None:
+            return self.debias_momentum
+        return min(0.999, 1.0 - 1.0 / max(10.0, unlabeled_steps / 10))
+
+    def ramp_steps(self, unlabeled_steps: int) -> int:
+        """The lambda_u ramp of a run with ``unlabeled_steps`` steps of unlabeled phase."""
+        return self.lambda_u_ramp if self.lambda_u_ramp is not None else unlabeled_steps // 5
 
     @property
     def name(self) -> str:
@@ -128,6 +166,14 @@ class TrainConfig:
     unlabeled_dirs: Annotated[tuple[str, ...], tyro.conf.arg(name="unlabeled-dir", metavar="DIR"),
                               tyro.conf.UseAppendAction] = ()
     """folder of unlabeled face images, searched recursively (repeatable)"""
+    unlabeled_frames: bool = False
+    """also learn from the manifest's Train_Set crops whose frame carries no label (-1 or unannotated), in
+    --crops' own alignment (held-out videos excepted)"""
+    unlabeled_test_videos: bool = False
+    """also learn from the crops of the manifest's Test_Set videos (opt-in: transductive use of the test set;
+    read the challenge year's rules before submitting such a model, docs/semisup.md)"""
+    unlabeled_stride: int = 1
+    """keep every k-th of those unlabeled frames of a video"""
     val_csv: Annotated[str | None, tyro.conf.arg(metavar="CSV")] = None
     """validation CSV path,label (default: the manifest's --val-split frames)"""
     val_split: str = "Validation_Set"
@@ -151,6 +197,8 @@ class TrainConfig:
     """input side in pixels"""
     drop_rate: float = 0.0
     """dropout before the classifier"""
+    colour_aug: bool = True
+    """colour jitter with hue and random grayscale on the labeled, weak and strong views"""
     input_norm: Literal["none", "per-image"] = "none"
     """per-image: standardize each crop per channel inside the model, removing per-video colour casts and
     lighting (for a backbone trained from scratch); none: dataset mean/std only (pretrained weights expect it)"""
@@ -198,8 +246,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "warmup_steps" else 1):
                 raise ValueError(f"{name} {value}: expected a positive number of steps, or None")
-        if self.workers < 0 or self.frame_stride < 1 or self.val_stride < 1:
-            raise ValueError("workers must be >= 0 and frame_stride, val_stride >= 1")
+        if self.workers < 0 or min(self.frame_stride, self.val_stride, self.unlabeled_stride) < 1:
+            raise ValueError("workers must be >= 0 and frame_stride, val_stride, unlabeled_stride >= 1")
 
     @property
     def lr_warmup_steps(self) -> int:

@@ -70,6 +70,30 @@ def frames_from_csv(path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
+def unlabeled_frames_from_manifest(manifest, crops: str | os.PathLike, splits: tuple[str, ...] = ("Train_Set",),
+                                   stride: int = 1, holdout: bool = False) -> list[str]:
+    """Crops of the manifest's videos of ``splits`` whose frame carries no label: annotated -1, or beyond the
+    annotation file (unannotated). Held-out Train_Set videos are left out unless ``holdout`` (the temporal stage
+    fits on them). A test video (no annotation) contributes all its crops. Every k-th such frame of a
+    video with ``stride``. Sorted paths, in the crops' own layout and alignment."""
+    crops = Path(crops)
+    if not crops.is_dir():
+        raise DataError(f"crops folder {crops} not found; run abawkit extract-faces (notebook 01)")
+    held = set() if holdout else set(manifest.video_ids(holdout=True))
+    found: list[str] = []
+    for split in splits:
+        for vid in manifest.video_ids(split):
+            if vid in held:
+                continue
+            frames = crop_frames(crops, vid)
+            labels = manifest.labels(vid)
+            inside = frames <= labels.size
+            keep = ~inside
+            keep[inside] = labels[frames[inside] - 1] == IGNORE
+            found += [str(crop_path(crops, vid, int(f))) for f in frames[keep][::max(1, stride)]]
+    return sorted(found)
+
+
 def unlabeled_images(dirs: list[str] | tuple[str, ...]) -> list[str]:
     """Every image file under the given folders, recursively, sorted (a stable index for FlexMatch)."""
     found: list[str] = []
@@ -81,25 +105,33 @@ def unlabeled_images(dirs: list[str] | tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def weak_transform(config: FrameModelConfig, photometric: bool = False):
-    """Weak view: flip, a small random resized crop and (our choice) mild colour jitter: per-video lighting and
-    colour casts are nuisances in Aff-Wild2. Off by default: on the demo data it slowed a short run without helping."""
+def colour_transforms(colour: bool) -> list:
+    """Our choice (issue 14): colour jitter with hue and random grayscale, so that a subject under a colour
+    cast or in a grey video is not a new domain (Aff-Wild2's lighting and white balance vary per video)."""
     from torchvision.transforms import v2
 
-    colour = [v2.ColorJitter(0.3, 0.3, 0.3, 0.02)] if photometric else []
+    return [v2.ColorJitter(0.3, 0.3, 0.3, 0.08), v2.RandomGrayscale(p=0.15)] if colour else []
+
+
+def weak_transform(config: FrameModelConfig, colour: bool = True):
+    """Weak view (and the labeled frames' view): flip, a small random resized crop and, with ``colour``,
+    :func:`colour_transforms`."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.RandomResizedCrop((config.image_size, config.image_size), scale=(0.8, 1.0),
                                             ratio=(0.9, 1.1), antialias=True),
-                       v2.RandomHorizontalFlip(), *colour, v2.ToDtype(torch.float32, scale=True),
+                       v2.RandomHorizontalFlip(), *colour_transforms(colour), v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(list(config.mean), list(config.std))])
 
 
-def strong_transform(config: FrameModelConfig):
-    """Strong view: the weak geometry plus RandAugment (2 ops, magnitude 10) and random erasing."""
+def strong_transform(config: FrameModelConfig, colour: bool = True):
+    """Strong view: the weak geometry (a wider crop range), the colour changes, RandAugment (2 ops, magnitude
+    10; it has no hue operation) and random erasing."""
     from torchvision.transforms import v2
 
     return v2.Compose([v2.RandomResizedCrop((config.image_size, config.image_size), scale=(0.6, 1.0),
                                             ratio=(0.9, 1.1), antialias=True),
-                       v2.RandomHorizontalFlip(), v2.RandAugment(num_ops=2, magnitude=10),
+                       v2.RandomHorizontalFlip(), *colour_transforms(colour), v2.RandAugment(num_ops=2, magnitude=10),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(config.mean), list(config.std)),
                        v2.RandomErasing(p=0.5, scale=(0.02, 0.2), value=0)])
 
@@ -120,6 +152,23 @@ class LabeledImages(Dataset):
         image = read_image(self.paths[i])
         with item_rng(seed):
             return self.transform(image), int(self.labels[i])
+
+
+class WeakViews(Dataset):
+    """(weak view, index) of the images ``items`` = (index, augmentation seed): the teacher's pass that
+    initialises the thresholds."""
+
+    def __init__(self, paths: list[str], items: list[tuple[int, int]], weak):
+        self.paths, self.items, self.weak = paths, items, weak
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int):
+        i, seed = self.items[k]
+        img = read_image(self.paths[i])
+        with item_rng(seed):
+            return self.weak(img), i
 
 
 class UnlabeledImages(Dataset):
@@ -155,5 +204,6 @@ def item_rng(seed: int | None):
     return seeded()
 
 
-__all__ = ["DataError", "LabeledImages", "UnlabeledImages", "eval_transform", "frames_from_csv",
-           "frames_from_manifest", "strong_transform", "unlabeled_images", "weak_transform"]
+__all__ = ["DataError", "LabeledImages", "UnlabeledImages", "WeakViews", "colour_transforms", "eval_transform",
+           "frames_from_csv", "frames_from_manifest", "strong_transform", "unlabeled_frames_from_manifest",
+           "unlabeled_images", "weak_transform"]

@@ -19,6 +19,11 @@ class DebiasedPseudoLabels:
         self.num_classes, self.strength, self.momentum = num_classes, strength, momentum
         self.p_hat = torch.full((num_classes,), 1.0 / num_classes)
 
+    def initialise(self, z_w: torch.Tensor) -> None:
+        """Our choice (SPEC 5.9): p_hat_0 = the mean raw softmax of the teacher's logits ``z_w`` (N, C) on an
+        unlabeled pass, instead of 1/C (all-reduced under DDP)."""
+        self.p_hat = all_reduce_mean(torch.softmax(z_w.detach().float(), dim=1).mean(dim=0)).clone()
+
     def debiased_probs(self, z_w: torch.Tensor) -> torch.Tensor:
         """Step 1: q = softmax(z_w - tau_d * log p_hat) (B, C), from the current p_hat."""
         return torch.softmax(z_w.detach().float() - self.strength * torch.log(self.p_hat.to(z_w.device)), dim=1)

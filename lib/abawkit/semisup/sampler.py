@@ -26,17 +26,19 @@ class ClassUniformBatchSampler:
     """Each of ``batch_size`` slots draws a class uniformly over the classes present, then a random
     sample of that class. ``len()`` is undefined: the trainer takes as many batches as it has steps."""
 
-    def __init__(self, labels: np.ndarray, batch_size: int, seed: int = 0, rank: int = 0, start_batch: int = 0):
+    def __init__(self, labels: np.ndarray, batch_size: int, seed: int = 0, rank: int = 0, start_batch: int = 0,
+                 stream: int = 51):
         labels = np.asarray(labels, dtype=np.int64)
         self.classes = np.unique(labels[labels >= 0])
         if self.classes.size == 0:
             raise ValueError("no labeled sample to draw from")
         self.by_class = [np.flatnonzero(labels == c) for c in self.classes]
         self.batch_size, self.seed, self.rank, self.start_batch = batch_size, seed, rank, start_batch
+        self.stream = stream  # another number: an independent stream of the same labels
 
     def __iter__(self) -> Iterator[list[Item]]:
         for b in count(self.start_batch):
-            rng = _batch_rng(self.seed, self.rank, b, 51)
+            rng = _batch_rng(self.seed, self.rank, b, self.stream)
             picks = rng.integers(len(self.classes), size=self.batch_size)
             rows = [int(self.by_class[k][rng.integers(len(self.by_class[k]))]) for k in picks]
             yield list(zip(rows, rng.integers(2**62, size=self.batch_size).tolist()))

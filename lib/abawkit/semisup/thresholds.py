@@ -49,13 +49,25 @@ class SelfAdaptiveThreshold(Threshold):
     """FreeMatch self-adaptive thresholding (Wang et al., 2023), with tau_0 = p_0 = 1/C and lambda = 0.999:
 
     tau_t = lambda*tau_{t-1} + (1-lambda)*mean_b max_c q_b(c);  p_t = lambda*p_{t-1} + (1-lambda)*mean_b q_b;
-    mask_b = 1[max_c q_b(c) >= tau_t * p_t(argmax q_b) / max_c p_t(c)], the current batch counted first.
+    mask_b = 1[max_c q_b(c) >= max(floor, tau_t * p_t(argmax q_b) / max_c p_t(c))], the current batch counted
+    first.
+
+    Our choices (SPEC 5.9; FreeMatch has neither): :meth:`initialise` replaces tau_0 = p_0 = 1/C by the
+    teacher's statistics on an unlabeled pass, so the threshold does not admit every pseudo-label for the
+    hundreds of steps 1/C takes to rise; ``floor`` (default 0: off) bounds every class's threshold below.
     """
 
-    def __init__(self, num_classes: int, momentum: float = 0.999):
-        self.num_classes, self.momentum = num_classes, momentum
+    def __init__(self, num_classes: int, momentum: float = 0.999, floor: float = 0.0):
+        self.num_classes, self.momentum, self.floor = num_classes, momentum, floor
         self.tau = torch.tensor(1.0 / num_classes)
         self.p = torch.full((num_classes,), 1.0 / num_classes)
+
+    def initialise(self, q: torch.Tensor) -> None:
+        """tau_0 = mean_i max_c q_i(c), p_0 = mean_i q_i over the teacher's probabilities ``q`` (N, C) of an
+        unlabeled pass (all-reduced under DDP: every rank passes over the same number of images)."""
+        q = q.detach().float()
+        stats = all_reduce_mean(torch.cat([q.max(dim=1).values.mean().reshape(1), q.mean(dim=0)]))
+        self.tau, self.p = stats[0].clone(), stats[1:].clone()
 
     def update(self, q: torch.Tensor) -> None:
         q = q.detach().float()
@@ -70,7 +82,7 @@ class SelfAdaptiveThreshold(Threshold):
         return (conf >= self.threshold_per_class()[cls]).float()
 
     def threshold_per_class(self):
-        return self.tau * self.p / self.p.max()
+        return (self.tau * self.p / self.p.max()).clamp(min=self.floor)
 
     def state_dict(self):
         return {"tau": self.tau.detach().cpu(), "p": self.p.detach().cpu()}
@@ -120,11 +132,11 @@ class FlexMatchThreshold(Threshold):
 
 
 def make_threshold(kind: str, num_classes: int, n_unlabeled: int = 0, tau: float = 0.95,
-                   momentum: float = 0.999) -> Threshold:
+                   momentum: float = 0.999, floor: float = 0.0) -> Threshold:
     if kind == "fixed":
         return FixedThreshold(num_classes, tau)
     if kind == "self-adaptive":
-        return SelfAdaptiveThreshold(num_classes, momentum)
+        return SelfAdaptiveThreshold(num_classes, momentum, floor)
     if kind == "flexmatch":
         return FlexMatchThreshold(num_classes, n_unlabeled, tau)
     raise ValueError(f"threshold {kind!r}: expected fixed, self-adaptive or flexmatch")

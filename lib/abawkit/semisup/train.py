@@ -23,11 +23,11 @@ from ..metrics import f1_report
 from . import distributed as D
 from .algorithms import Context, build_algorithm
 from .config import TrainConfig
-from .data import (LabeledImages, UnlabeledImages, frames_from_csv, frames_from_manifest, strong_transform,
-                   unlabeled_images, weak_transform)
+from .data import (LabeledImages, UnlabeledImages, WeakViews, frames_from_csv, frames_from_manifest,
+                   strong_transform, unlabeled_frames_from_manifest, unlabeled_images, weak_transform)
 from .sampler import ClassUniformBatchSampler, UniformBatchSampler
 
-METRIC_COLUMNS = ["step", "lr", "loss", "loss_l", "loss_u", "mask_rate", "h", "val_macro_f1",
+METRIC_COLUMNS = ["step", "lr", "loss", "loss_l", "loss_u", "mask_rate", "h", "h_raw", "val_macro_f1",
                   *[f"f1_{c}" for c in CLASSES]]
 
 
@@ -70,10 +70,18 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
         val = frames_from_manifest(manifest, cfg.crops_dir, cfg.val_split, cfg.val_stride)
     else:
         val = None
-    unl = unlabeled_images(cfg.unlabeled_dirs) if cfg.semisup.unlabeled else []
-    if cfg.semisup.unlabeled and not unl:
-        raise DataError(f"{cfg.semisup.name} needs unlabeled faces: pass --unlabeled-dir FOLDER "
-                        f"(none found under {list(cfg.unlabeled_dirs)}), or use --algorithm supervised")
+    unl: list[str] = []
+    if cfg.semisup.unlabeled:
+        unl = unlabeled_images(cfg.unlabeled_dirs)
+        splits = (cfg.train_split,) * cfg.unlabeled_frames + ("Test_Set",) * cfg.unlabeled_test_videos
+        if splits:
+            if manifest is None or not cfg.crops_dir:
+                raise DataError("--unlabeled-frames and --unlabeled-test-videos take the manifest's crops: pass "
+                                "--manifest DIR and --crops DIR")
+            unl += unlabeled_frames_from_manifest(manifest, cfg.crops_dir, splits, cfg.unlabeled_stride)
+        if not unl:
+            raise DataError(f"{cfg.semisup.name} needs unlabeled faces: pass --unlabeled-dir FOLDER (none found "
+                            f"under {list(cfg.unlabeled_dirs)}) or --unlabeled-frames, or use --algorithm supervised")
     return train, val, unl
 
 
@@ -206,7 +214,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
 
         ctx = Context(student=student_ddp, student_step=student_step, ema=ema, autocast=lambda: autocast(device),
                       make_optimizer=lambda model: make_optimizer(cfg, model),
-                      make_scheduler=lambda opt: make_scheduler(cfg, opt), wrap=wrap, clip_grad=cfg.clip_grad)
+                      make_scheduler=lambda opt: make_scheduler(cfg, opt), wrap=wrap, clip_grad=cfg.clip_grad,
+                      total_steps=cfg.steps)
         algo = build_algorithm(semi, ctx, NUM_CLASSES, len(unl_paths))
 
         start, best, best_step, history = 0, -1.0, 0, []
@@ -246,16 +255,32 @@ def _train(cfg: TrainConfig) -> TrainResult:
                                         multiprocessing_context="spawn" if cfg.workers > 0 else None,
                                         generator=torch.Generator().manual_seed(cfg.seed)))  # not the process's
 
-        lab_iter = loader(LabeledImages(train_table, weak_transform(mcfg)),
-                          ClassUniformBatchSampler(train_table["label"].to_numpy(), cfg.batch_size, cfg.seed, rank,
-                                                   start_batch=start))
-        unl_iter = None
+        weak, strong = weak_transform(mcfg, cfg.colour_aug), strong_transform(mcfg, cfg.colour_aug)
+        labels = train_table["label"].to_numpy()
+        lab_iter = loader(LabeledImages(train_table, weak),
+                          ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank, start_batch=start))
+        unl_iter = h_iter = None
         if algo.uses_unlabeled:
             # no unlabeled batch is drawn during the algorithm's warm-up: the stream continues at the batches drawn
             unl_done = sum(not algo.warming_up(s) for s in range(start))
-            unl_iter = loader(UnlabeledImages(unl_paths, weak_transform(mcfg), strong_transform(mcfg)),
+            unl_iter = loader(UnlabeledImages(unl_paths, weak, strong),
                               UniformBatchSampler(len(unl_paths), cfg.batch_size * semi.uratio, cfg.seed, rank,
                                                   start_batch=unl_done))
+            if algo.needs_h_batch:  # the feedback's second labeled batch: a stream of its own
+                h_iter = loader(LabeledImages(train_table, weak),
+                                ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank,
+                                                         start_batch=unl_done, stream=53))
+
+        def teacher_pass():
+            """Weak views of the same ``init_images`` unlabeled images on every run of this seed (each rank its
+            share), batch by batch: the pass that starts the thresholds (FixMatch.start_unlabeled)."""
+            rng = np.random.default_rng([cfg.seed, 54])
+            picks = rng.permutation(len(unl_paths))[:min(semi.init_images, len(unl_paths))]
+            share = np.array_split(picks, D.world_size())[rank] if len(picks) >= D.world_size() else picks
+            items = list(zip(share.tolist(), rng.integers(2**62, size=len(share)).tolist()))
+            views = DataLoader(WeakViews(unl_paths, items, weak), batch_size=cfg.batch_size * semi.uratio,
+                               num_workers=cfg.workers, multiprocessing_context="spawn" if cfg.workers > 0 else None)
+            return (_to(u_w, device) for u_w, _ in views)
 
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
@@ -293,8 +318,15 @@ def _train(cfg: TrainConfig) -> TrainResult:
             x_l, y_l = _to(x_l, device), y_l.to(device)
             # No unlabeled batch is loaded during the algorithm's warm-up (it would not use it).
             if unl_iter is not None and not algo.warming_up(step):
+                if not algo.started:
+                    algo.start_unlabeled(teacher_pass())
                 u_w, u_s, idx = next(unl_iter)
-                stats = algo.train_step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device), step=step)
+                x_h = y_h = None
+                if h_iter is not None:
+                    x_h, y_h = next(h_iter)
+                    x_h, y_h = _to(x_h, device), y_h.to(device)
+                stats = algo.train_step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device), x_h, y_h,
+                                        step=step)
                 n_images += x_l.shape[0] + u_w.shape[0]
             else:
                 stats = algo.train_step(x_l, y_l, step=step)
