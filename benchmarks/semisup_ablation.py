@@ -1,13 +1,20 @@
 """Ablation of the semi-supervised method on the demo data: few labels per class, an imbalanced unlabeled pool.
 
-Rows: supervised, fixmatch, + self-adaptive thresholds, + debiasing, full (+ feedback); each over several
-seeds; columns: final validation macro F1 (last checkpoint: nothing selected on validation), best
-validation macro F1 over the evaluations, and the recall of the minority classes (Disgust, Fear).
+Rows: supervised, fixmatch, + self-adaptive thresholds, + debiasing, full (+ feedback), then the full method with
+one correction of issue 14 switched off at a time (SPEC 5.9); each over several seeds. Columns: final validation
+macro F1 (last checkpoint: nothing selected on validation), best over the evaluations, the recall of the minority
+classes (Disgust, Fear), and the pseudo-labels' precision and mask rate over the unlabeled phase (measured with the
+classes the demo knows of its unlabeled images; training never sees them).
 
-    PYTHONPATH=lib python benchmarks/semisup_ablation.py --steps 250 --seeds 0 1 2
+    PYTHONPATH=lib python benchmarks/semisup_ablation.py --seeds 0 1 2
 
-Needs the demo manifest and crops (notebooks 00 and 01, or any crops folder of that manifest). Each run's
-result is appended to OUT/runs.csv as it finishes, so an interrupted benchmark resumes where it stopped.
+The unlabeled pool is in-domain by default: the Train_Set frames left out of the few-label split and the Train_Set
+frames without a label, all cut and aligned by stage 01 (`--crops`). The row "- in-domain pool" adds the demo's
+`unlabeled_faces/` (loose renders and 25 px grayscale LFW faces: another crop and another domain).
+
+Needs the demo manifest and crops (notebooks 00 and 01, or `make demo`). Each run's result is appended to
+OUT/runs.csv as it finishes (its pseudo-label curve to OUT/curves/), so an interrupted benchmark resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -20,28 +27,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VARIANTS = {
-    "supervised": ("supervised", {}),
-    "fixmatch": ("fixmatch", {}),
-    "+ self-adaptive threshold": ("fixmatch", {"threshold": "self-adaptive"}),
-    "+ debiasing": ("fixmatch", {"threshold": "self-adaptive", "debias": True}),
-    "full (+ feedback)": ("full", {}),
+#: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, add the off-domain folder)
+VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
+    "supervised": ("supervised", {}, {}, False),
+    "supervised - colour": ("supervised", {}, {"colour_aug": False}, False),
+    "fixmatch": ("fixmatch", {}, {}, False),
+    "+ self-adaptive threshold": ("fixmatch", {"threshold": "self-adaptive"}, {}, False),
+    "+ debiasing": ("fixmatch", {"threshold": "self-adaptive", "debias": True}, {}, False),
+    "full (+ feedback)": ("full", {}, {}, False),
+    "full - in-domain pool": ("full", {}, {}, True),
+    "full - threshold init, ramp": ("full", {"init_from_teacher": False, "lambda_u_ramp": 0}, {}, False),
+    "full - run-length debias m": ("full", {"debias_momentum": 0.999}, {}, False),
+    "full - h fixes": ("full", {"h_batch": "same", "feedback_baseline": 0.0}, {}, False),
+    "full - weak views in BN": ("full", {"weak_in_student": False}, {}, False),
+    "full - colour": ("full", {}, {"colour_aug": False}, False),
 }
 MINORITY = ("Disgust", "Fear")
 
 
-def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int, seed: int = 0) -> tuple[Path, Path]:
-    """A labeled CSV with at most ``per_class`` Train_Set frames per class (spread over the videos), and a
-    folder of links to every 3rd remaining Train_Set frame: the unlabeled pool keeps the data's imbalance."""
+def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int) -> tuple[Path, Path, dict[str, int]]:
+    """A labeled CSV with at most ``per_class`` Train_Set frames per class (spread over the videos), and a folder
+    of links to every 3rd remaining Train_Set frame and every 3rd frame without a label: the unlabeled pool keeps
+    the data's imbalance. Returns the CSV, the folder and the known class of each pool image (-1: unknown)."""
     from abawkit.manifest import load_manifest
-    from abawkit.semisup.data import frames_from_manifest
+    from abawkit.semisup.data import frames_from_manifest, unlabeled_frames_from_manifest
 
-    table = frames_from_manifest(load_manifest(manifest_dir), crops, "Train_Set")
-    rng = np.random.default_rng(seed)
-    picked = []
-    for _, grp in table.groupby("label"):
-        take = grp.iloc[np.linspace(0, len(grp) - 1, min(per_class, len(grp))).round().astype(int)]
-        picked.append(take)
+    manifest = load_manifest(manifest_dir)
+    table = frames_from_manifest(manifest, crops, "Train_Set")
+    table = table[~table["video_id"].isin(manifest.video_ids(holdout=True))]
+    picked = [grp.iloc[np.linspace(0, len(grp) - 1, min(per_class, len(grp))).round().astype(int)]
+              for _, grp in table.groupby("label")]
     labeled = pd.concat(picked)
     rest = table.drop(labeled.index).iloc[::3]
     out.mkdir(parents=True, exist_ok=True)
@@ -49,100 +64,155 @@ def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int, se
                                                                                             index=False)
     pool = out / "unlabeled_train_frames"
     pool.mkdir(exist_ok=True)
-    for p, vid, f in zip(rest["path"], rest["video_id"], rest["frame"]):
-        link = pool / f"{vid}_{f:05d}.jpg"
+    truth: dict[str, int] = {}
+    unannotated = unlabeled_frames_from_manifest(manifest, crops, stride=3)
+    for p, label in [*zip(rest["path"], rest["label"]), *((p, -1) for p in unannotated)]:
+        vid, frame = Path(p).parent.name, Path(p).stem
+        link = pool / f"{vid}_{frame}.jpg"
         if not link.exists():
             link.symlink_to(os.path.abspath(p))
-    del rng
-    return out / "labeled.csv", pool
+        truth[str(link)] = int(label)
+    return out / "labeled.csv", pool, truth
+
+
+def render_truth(unlabeled_dir: str) -> dict[str, int]:
+    """Known classes of the demo's unlabeled renders (render_truth/unlabeled_faces.csv; LFW faces: -1)."""
+    path = Path(unlabeled_dir).parent / "render_truth" / "unlabeled_faces.csv"
+    if not path.is_file():
+        return {}
+    rows = pd.read_csv(path)
+    return {str(Path(unlabeled_dir) / f): int(c) for f, c in zip(rows["file"], rows["label"])}
+
+
+class PseudoLabelLog:
+    """The train hook: per step, the mask rate and the precision of the kept pseudo-labels whose class is known."""
+
+    def __init__(self, truth: dict[str, int]):
+        self.truth, self.rows = truth, []
+
+    def __call__(self, step, paths, y_hat, mask):
+        known = np.array([self.truth.get(p, -1) for p in paths])
+        kept = (mask > 0) & (known >= 0)
+        self.rows.append({"step": step, "mask_rate": float(mask.mean()), "n_kept_known": int(kept.sum()),
+                          "n_correct": int((y_hat[kept] == known[kept]).sum()),
+                          "all_precision": float((y_hat[known >= 0] == known[known >= 0]).mean())
+                          if (known >= 0).any() else np.nan})
+
+    def summary(self) -> dict[str, float]:
+        if not self.rows:
+            return {"pl_precision": np.nan, "mask_rate": np.nan}
+        d = pd.DataFrame(self.rows)
+        return {"pl_precision": d["n_correct"].sum() / max(d["n_kept_known"].sum(), 1),
+                "mask_rate": d["mask_rate"].mean()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default="data_manifests/demo")
     ap.add_argument("--crops", default="data/faces/demo/cropped_aligned")
-    ap.add_argument("--unlabeled-dir", default="data/demo/unlabeled_faces")
+    ap.add_argument("--unlabeled-dir", default="data/demo/unlabeled_faces",
+                    help="the off-domain folder of the '- in-domain pool' row")
     ap.add_argument("--out", default="benchmarks/out/semisup_ablation")
     ap.add_argument("--per-class", type=int, default=25, help="labeled frames per class")
-    ap.add_argument("--steps", type=int, default=250)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=48)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
     ap.add_argument("--uratio", type=int, default=1, help="unlabeled images per labeled image")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--input-norm", default="per-image", choices=["none", "per-image"],
                     help="per-crop standardization (default per-image, as the demo pipeline; docs/semisup.md)")
-    ap.add_argument("--threshold-momentum", type=float, default=None,
-                    help="EMA momentum of the self-adaptive threshold (default: FreeMatch's 0.999)")
-    ap.add_argument("--unlabeled-warmup", type=int, default=0,
+    ap.add_argument("--unlabeled-warmup", type=int, default=150,
                     help="supervised steps before the unlabeled parts start (semi-supervised variants)")
     args = ap.parse_args()
 
+    from abawkit.manifest import load_manifest
+    from abawkit.semisup.data import frames_from_manifest
+
+    out = Path(args.out)
+    labeled_csv, pool, truth = few_label_split(args.manifest, args.crops, out, args.per_class)
+    truth.update(render_truth(args.unlabeled_dir))
+    val = frames_from_manifest(load_manifest(args.manifest), args.crops, "Validation_Set", 2)
+    run_ablation(out, labeled_csv, val[["path", "label"]], pool, args.unlabeled_dir, truth, args.variants, args.seeds,
+                 dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch_size,
+                      input_norm=args.input_norm),
+                 dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads)
+
+
+def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: Path, off_domain_dir: str | None,
+                 truth: dict[str, int], variants: list[str], seeds: list[int], train_settings: dict,
+                 semi_settings: dict, threads: int = 2) -> str:
+    """Train every (seed, variant) not yet in OUT/runs.csv, score its last checkpoint on ``val`` (path, label), and
+    write OUT/table.md; returns the table. ``truth`` maps unlabeled image paths to their known class (-1: unknown)."""
     import torch
 
     from abawkit.frame_model import load_frame_model
     from abawkit.io import write_csv
     from abawkit.labels import CLASSES
-    from abawkit.manifest import load_manifest
     from abawkit.metrics import f1_report
     from abawkit.semisup.config import TrainConfig, preset
-    from abawkit.semisup.data import frames_from_manifest
     from abawkit.semisup.train import predict, train
 
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    labeled_csv, pool = few_label_split(args.manifest, args.crops, out, args.per_class)
-    val = frames_from_manifest(load_manifest(args.manifest), args.crops, "Validation_Set", 2)
+    torch.set_num_threads(threads)
+    val_csv = out / "val.csv"
+    val.assign(path=lambda d: d["path"].map(os.path.abspath)).to_csv(val_csv, index=False)
     done_path = out / "runs.csv"
     done = pd.read_csv(done_path) if done_path.is_file() else pd.DataFrame(columns=["variant", "seed"])
     rows = done.to_dict("records")
-    for seed in args.seeds:
-        for name in args.variants:
+    (out / "curves").mkdir(parents=True, exist_ok=True)
+    known = {str(Path(k).absolute()): v for k, v in truth.items()}
+    steps = train_settings["steps"]
+    for seed in seeds:
+        for name in variants:
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
-            algorithm, over = VARIANTS[name]
-            cfg = TrainConfig(out_dir=str(out / "runs" / f"{name.replace(' ', '_').replace('+', 'p')}_s{seed}"),
-                              labeled_csv=str(labeled_csv), unlabeled_dirs=(args.unlabeled_dir, str(pool)),
-                              val_csv=None, image_size=args.image_size, steps=args.steps,
-                              batch_size=args.batch_size, eval_every=max(1, args.steps // 5),
-                              ckpt_every=args.steps, warmup_steps=max(1, args.steps // 10), workers=0, seed=seed,
-                              progress=False, input_norm=args.input_norm,
-                              semisup=preset(algorithm, uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup,
-                                             threshold_momentum=args.threshold_momentum, **over))
-            # validation comes from the manifest: run train with a CSV of the same frames
-            val_csv = out / "val.csv"
-            if not val_csv.is_file():
-                val[["path", "label"]].assign(path=lambda d: d["path"].map(os.path.abspath)).to_csv(val_csv, index=False)
-            cfg = cfg.with_(val_csv=str(val_csv))
+            algorithm, semi_over, train_over, off_domain = VARIANTS[name]
+            if off_domain and not off_domain_dir:
+                continue
+            slug = name.replace(" ", "_").replace("+", "p").replace(",", "")
+            dirs = (str(pool),) + ((off_domain_dir,) if off_domain else ())
+            cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug}_s{seed}"), labeled_csv=str(labeled_csv),
+                              unlabeled_dirs=dirs, val_csv=str(val_csv), eval_every=max(1, steps // 5),
+                              ckpt_every=steps, warmup_steps=max(1, steps // 10), workers=0, seed=seed,
+                              progress=False, semisup=preset(algorithm, **semi_settings, **semi_over),
+                              **{**train_settings, **train_over})
+            log = PseudoLabelLog(known)
             t0 = time.time()
-            res = train(cfg)
-            model, _ = load_frame_model(Path(cfg.out) / "last.pt")
+            res = train(cfg, on_pseudo_labels=lambda s, p, y, m: log(s, [str(Path(q).absolute()) for q in p], y, m))
+            model, _ = load_frame_model(Path(cfg.out_dir) / "last.pt")
             probs, y = predict(model, val, model.config, torch.device("cpu"))
             rep = f1_report(y, probs.argmax(1))
             recall = rep.confusion.diagonal() / np.maximum(rep.confusion.sum(1), 1)
+            if log.rows:
+                write_csv(out / "curves" / f"{slug}_s{seed}.csv", pd.DataFrame(log.rows))
             row = {"variant": name, "seed": seed, "final_macro_f1": rep.macro_f1, "best_macro_f1": res.best_val_macro_f1,
                    "minority_recall": float(np.mean([recall[CLASSES.index(c)] for c in MINORITY])),
-                   "seconds": time.time() - t0, "train_img_per_s": res.train_images_per_s}
+                   **log.summary(), "seconds": time.time() - t0, "train_img_per_s": res.train_images_per_s}
             print(row, flush=True)
             rows.append(row)
             write_csv(done_path, pd.DataFrame(rows))
     table = summarize(pd.DataFrame(rows), list(VARIANTS))
     print(table)
     (out / "table.md").write_text(table)
+    return table
 
 
 def summarize(runs: pd.DataFrame, order: list[str]) -> str:
-    """Markdown table of mean ± std over seeds, in variant order."""
-    lines = ["| variant | seeds | final val macro F1 | best val macro F1 | minority recall (Disgust, Fear) | s/run |",
-             "|---|---|---|---|---|---|"]
+    """Markdown table of mean ± std over seeds, in variant order, and the wins over supervised per seed."""
+    lines = ["| variant | seeds | final val macro F1 | best val macro F1 | minority recall (Disgust, Fear) | "
+             "pseudo-label precision | mask rate | beats supervised (seeds) | s/run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    sup = runs[runs["variant"] == "supervised"].set_index("seed")["final_macro_f1"]
     for name in order:
         r = runs[runs["variant"] == name]
         if r.empty:
             continue
-        f = lambda c: f"{r[c].mean():.3f} ± {r[c].std(ddof=0):.3f}"
+        f = lambda c: f"{r[c].mean():.3f} ± {r[c].std(ddof=0):.3f}" if r[c].notna().any() else "–"
+        wins = sum(float(v) > float(sup.get(s, np.inf)) for s, v in zip(r["seed"], r["final_macro_f1"]))
         lines.append(f"| {name} | {len(r)} | {f('final_macro_f1')} | {f('best_macro_f1')} | {f('minority_recall')} | "
-                     f"{r['seconds'].mean():.0f} |")
+                     f"{f('pl_precision')} | {f('mask_rate')} | "
+                     f"{'–' if name == 'supervised' else f'{wins}/{len(r)}'} | {r['seconds'].mean():.0f} |")
     return "\n".join(lines) + "\n"
 
 

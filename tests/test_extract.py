@@ -318,3 +318,56 @@ def test_crop_writer_thread_writes_every_crop_and_reports_a_failed_write(tmp_pat
     bad.put(frames[0], [(tmp_path / "missing_folder" / "00001.jpg", m, 64)])
     with pytest.raises(OSError, match="missing_folder/00001.jpg"):
         bad.finish()
+
+
+def test_still_images_are_found_aligned_like_a_video_frame_and_faceless_ones_reported(tmp_path, capsys):
+    """extract-faces --images: a portrait's crop equals (up to video compression) the crop of a video made of that
+    portrait, once tracking has settled; a landscape without a face and a file that is not an image are reported
+    by path, with no crop, and the set's index lists every image."""
+    from abawkit.demo import portrait_images
+
+    portrait = cv2.cvtColor(portrait_images()["hopper"], cv2.COLOR_RGB2BGR)
+    h, w = portrait.shape[:2]
+    canvas = np.full((h + 80, w + 80, 3), 90, np.uint8)
+    canvas[40:40 + h, 40:40 + w] = portrait
+    canvas = canvas[: canvas.shape[0] // 2 * 2, : canvas.shape[1] // 2 * 2]
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_portrait.png"), canvas)
+    from skimage import data
+
+    cv2.imwrite(str(folder / "b_landscape.png"), cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR))
+    (folder / "c_broken.jpg").write_bytes(b"not a jpeg at all")
+    video = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (canvas.shape[1], canvas.shape[0]))
+    for _ in range(6):
+        writer.write(canvas)
+    writer.release()
+
+    out = tmp_path / "faces"
+    assert main(["extract-faces", "--images", str(folder), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 2 decoded images with a face" in printed
+    assert "b_landscape.png" in printed and "c_broken.jpg" in printed
+    index = load_index(out, "corpus")
+    assert index["has_face"].tolist() == [True, False, False]
+    assert [Path(p).name for p in index["source"]] == ["a_portrait.png", "b_landscape.png", "c_broken.jpg"]
+    assert crop_frames(out / "cropped_aligned", "corpus").tolist() == [1]
+    record = json.loads((out / "index" / "corpus.json").read_text())
+    assert [Path(p).name for p in record["no_face"]] == ["b_landscape.png"]
+    assert [Path(p).name for p in record["unreadable"]] == ["c_broken.jpg"]
+
+    process_video(VideoJob(str(video), (Subject("still"),)), out, ExtractConfig(decoder="opencv"))
+    tracked = load_index(out, "still")
+    assert tracked["has_face"].all()
+    cols = [c for c in INDEX_COLUMNS if c.endswith(("_x", "_y"))]
+    still_points = index.loc[0, cols].to_numpy(float).reshape(5, 2)
+    video_points = tracked.loc[5, cols].to_numpy(float).reshape(5, 2)
+    eyes = np.linalg.norm(video_points[1] - video_points[0])
+    assert np.abs(still_points - video_points).max() < 0.05 * eyes
+    a = cv2.imread(str(out / "cropped_aligned" / "corpus" / "00001.jpg")).astype(float)
+    b = cv2.imread(str(out / "cropped_aligned" / "still" / "00006.jpg")).astype(float)
+    assert a.shape == b.shape == (112, 112, 3) and np.abs(a - b).mean() < 8
+    # a done set is not redone
+    assert main(["extract-faces", "--images", str(folder), "--out", str(out), "--quiet"]) == 0
+    assert load_index(out, "corpus")["has_face"].tolist() == [True, False, False]

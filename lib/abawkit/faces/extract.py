@@ -99,6 +99,9 @@ class FacesConfig:
     """manifest folder (abawkit manifest): every subject's video"""
     video: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
     """one video file instead of the manifest (video id = file stem, main face)"""
+    images: Annotated[tuple[str, ...], tyro.conf.arg(metavar="DIR")] = ()
+    """folders of still images instead of the manifest's videos (e.g. an unlabeled face corpus): one face per
+    image, cropped and aligned like a video frame, OUT/cropped_aligned/<folder>/00001.jpg for its first image"""
     faces_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "data/faces/demo"
     """faces folder to write"""
     shard: Annotated[str, tyro.conf.arg(metavar="K/N")] = "1/1"

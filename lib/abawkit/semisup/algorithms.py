@@ -152,6 +152,8 @@ class FixMatch(Supervised):
         self.unlabeled_steps = max(1, ctx.total_steps - cfg.unlabeled_warmup)
         self.labeler = PseudoLabeler(cfg, num_classes, n_unlabeled, self.unlabeled_steps)
         self.started = False
+        #: (unlabeled indices, pseudo-labels, mask) of the last step, for a measurement hook (train's on_pseudo_labels)
+        self.last_pseudo_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def warming_up(self, step: int) -> bool:
         """True for the first ``cfg.unlabeled_warmup`` global steps: the unlabeled parts wait."""
@@ -195,6 +197,7 @@ class FixMatch(Supervised):
         with torch.no_grad(), self.ctx.autocast():
             z_w = self.teacher()(u_w)
         y_hat, mask, _ = self.labeler(z_w, idx)
+        self.last_pseudo_labels = (idx, y_hat, mask)
         logits = self.student_logits(x_l, u_w, u_s)
         n, ns = x_l.shape[0], u_s.shape[0]
         loss_l = F.cross_entropy(logits[:n].float(), y_l)
@@ -265,6 +268,7 @@ class FeedbackTeacher(FixMatch):
             t_logits = self.teacher_net(torch.cat([x_l, u_w, u_s]))
         t_l, t_w, t_s = t_logits[:n], t_logits[n:n + nu], t_logits[n + nu:]
         y_hat, mask, _ = self.labeler(t_w, idx)
+        self.last_pseudo_labels = (idx, y_hat, mask)
 
         h_raw, stats = self.student_feedback(x_l, y_l, u_w, u_s, y_hat, mask, x_h, y_h, step=step)
         h = self._baselined(h_raw)

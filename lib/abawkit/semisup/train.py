@@ -9,6 +9,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -152,19 +153,25 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+PseudoLabelHook = Callable[[int, list[str], np.ndarray, np.ndarray], None]
+
+
+def train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
     """Train the frame model of ``cfg`` (under torchrun when WORLD_SIZE > 1) and return its scores. The first
     process holds the lock of ``cfg.out_dir`` meanwhile: a second training into it stops at once (when the
-    first is rank 0 of torchrun, torchrun then stops the other ranks)."""
+    first is rank 0 of torchrun, torchrun then stops the other ranks).
+
+    ``on_pseudo_labels(step, paths, pseudo_labels, mask)``, called on each unlabeled step of rank 0, lets a
+    benchmark that knows the unlabeled images' classes measure the pseudo-labels' precision and mask rate."""
     from ..runlock import command_line, folder_lock
 
     if int(os.environ.get("RANK", "0")) != 0:
-        return _train(cfg)
+        return _train(cfg, on_pseudo_labels)
     with folder_lock(cfg.out_dir, f"frame-model training: {command_line()}"):
-        return _train(cfg)
+        return _train(cfg, on_pseudo_labels)
 
 
-def _train(cfg: TrainConfig) -> TrainResult:
+def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     from ..runinfo import save_run_record
@@ -327,6 +334,9 @@ def _train(cfg: TrainConfig) -> TrainResult:
                     x_h, y_h = _to(x_h, device), y_h.to(device)
                 stats = algo.train_step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device), x_h, y_h,
                                         step=step)
+                if on_pseudo_labels is not None and rank == 0 and algo.last_pseudo_labels is not None:
+                    i, y_hat, mask = (t.cpu().numpy() for t in algo.last_pseudo_labels)
+                    on_pseudo_labels(step, [unl_paths[k] for k in i], y_hat, mask)
                 n_images += x_l.shape[0] + u_w.shape[0]
             else:
                 stats = algo.train_step(x_l, y_l, step=step)
