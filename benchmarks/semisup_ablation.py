@@ -8,9 +8,11 @@ classes the demo knows of its unlabeled images; training never sees them).
 
     PYTHONPATH=lib python benchmarks/semisup_ablation.py --seeds 0 1 2
 
-The unlabeled pool is in-domain by default: the Train_Set frames left out of the few-label split and the Train_Set
-frames without a label, all cut and aligned by stage 01 (`--crops`). The row "- in-domain pool" adds the demo's
-`unlabeled_faces/` (loose renders and 25 px grayscale LFW faces: another crop and another domain).
+The unlabeled pool: the Train_Set frames left out of the few-label split, the Train_Set frames without a label (both
+stage 01's crops, `--crops`) and the demo's unlabeled faces as stage 01 aligned them (`--unlabeled-dir`:
+`extract-faces --images`, notebook 01; the LFW faces are dropped there, no face is found in them). The row
+"- aligned unlabeled faces" takes the raw folder instead (`--raw-unlabeled-dir`: loose renders and 25 px grayscale
+LFW faces, another crop and partly another domain).
 
 Needs the demo manifest and crops (notebooks 00 and 01, or `make demo`). Each run's result is appended to
 OUT/runs.csv as it finishes (its pseudo-label curve to OUT/curves/), so an interrupted benchmark resumes where it
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, add the off-domain folder)
+#: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, raw instead of aligned unlabeled faces)
 VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "supervised": ("supervised", {}, {}, False),
     "supervised - colour": ("supervised", {}, {"colour_aug": False}, False),
@@ -35,7 +37,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "+ self-adaptive threshold": ("fixmatch", {"threshold": "self-adaptive"}, {}, False),
     "+ debiasing": ("fixmatch", {"threshold": "self-adaptive", "debias": True}, {}, False),
     "full (+ feedback)": ("full", {}, {}, False),
-    "full - in-domain pool": ("full", {}, {}, True),
+    "full - aligned unlabeled faces": ("full", {}, {}, True),
     "full - threshold init, ramp": ("full", {"init_from_teacher": False, "lambda_u_ramp": 0}, {}, False),
     "full - run-length debias m": ("full", {"debias_momentum": 0.999}, {}, False),
     "full - h fixes": ("full", {"h_batch": "same", "feedback_baseline": 0.0}, {}, False),
@@ -75,13 +77,22 @@ def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int) ->
     return out / "labeled.csv", pool, truth
 
 
-def render_truth(unlabeled_dir: str) -> dict[str, int]:
-    """Known classes of the demo's unlabeled renders (render_truth/unlabeled_faces.csv; LFW faces: -1)."""
-    path = Path(unlabeled_dir).parent / "render_truth" / "unlabeled_faces.csv"
+def render_truth(raw_dir: str, aligned_dir: str | None = None) -> dict[str, int]:
+    """Known classes of the demo's unlabeled renders (render_truth/unlabeled_faces.csv; LFW faces: -1), for the raw
+    files and for their aligned crops (through the index's ``source`` column of ``extract-faces --images``)."""
+    path = Path(raw_dir).parent / "render_truth" / "unlabeled_faces.csv"
     if not path.is_file():
         return {}
     rows = pd.read_csv(path)
-    return {str(Path(unlabeled_dir) / f): int(c) for f, c in zip(rows["file"], rows["label"])}
+    by_name = dict(zip(rows["file"], rows["label"].astype(int)))
+    truth = {str(Path(raw_dir) / f): c for f, c in by_name.items()}
+    if aligned_dir:
+        for index in (Path(aligned_dir).parent / "index").glob("*.csv"):
+            table = pd.read_csv(index)
+            for frame, source, face in zip(table["frame"], table["source"], table["has_face"]):
+                if face:
+                    truth[str(Path(aligned_dir) / index.stem / f"{int(frame):05d}.jpg")] = by_name.get(Path(source).name, -1)
+    return truth
 
 
 class PseudoLabelLog:
@@ -110,8 +121,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default="data_manifests/demo")
     ap.add_argument("--crops", default="data/faces/demo/cropped_aligned")
-    ap.add_argument("--unlabeled-dir", default="data/demo/unlabeled_faces",
-                    help="the off-domain folder of the '- in-domain pool' row")
+    ap.add_argument("--unlabeled-dir", default="data/faces/demo_unlabeled/cropped_aligned",
+                    help="the demo's unlabeled faces as stage 01 aligned them (notebook 01, make demo)")
+    ap.add_argument("--raw-unlabeled-dir", default="data/demo/unlabeled_faces",
+                    help="the same faces unaligned, with the LFW faces: the '- aligned unlabeled faces' row")
     ap.add_argument("--out", default="benchmarks/out/semisup_ablation")
     ap.add_argument("--per-class", type=int, default=25, help="labeled frames per class")
     ap.add_argument("--steps", type=int, default=300)
@@ -132,19 +145,21 @@ def main() -> None:
 
     out = Path(args.out)
     labeled_csv, pool, truth = few_label_split(args.manifest, args.crops, out, args.per_class)
-    truth.update(render_truth(args.unlabeled_dir))
+    truth.update(render_truth(args.raw_unlabeled_dir, args.unlabeled_dir))
     val = frames_from_manifest(load_manifest(args.manifest), args.crops, "Validation_Set", 2)
-    run_ablation(out, labeled_csv, val[["path", "label"]], pool, args.unlabeled_dir, truth, args.variants, args.seeds,
+    run_ablation(out, labeled_csv, val[["path", "label"]], (pool, args.unlabeled_dir), (pool, args.raw_unlabeled_dir),
+                 truth, args.variants, args.seeds,
                  dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch_size,
                       input_norm=args.input_norm),
                  dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads)
 
 
-def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: Path, off_domain_dir: str | None,
+def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, raw_pool: tuple | None,
                  truth: dict[str, int], variants: list[str], seeds: list[int], train_settings: dict,
                  semi_settings: dict, threads: int = 2) -> str:
     """Train every (seed, variant) not yet in OUT/runs.csv, score its last checkpoint on ``val`` (path, label), and
-    write OUT/table.md; returns the table. ``truth`` maps unlabeled image paths to their known class (-1: unknown)."""
+    write OUT/table.md; returns the table. ``pool``: the unlabeled folders; ``raw_pool``: those of the rows that
+    take the raw faces (None: no such row). ``truth`` maps unlabeled image paths to their class (-1: unknown)."""
     import torch
 
     from abawkit.frame_model import load_frame_model
@@ -167,11 +182,11 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: Path, of
         for name in variants:
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
-            algorithm, semi_over, train_over, off_domain = VARIANTS[name]
-            if off_domain and not off_domain_dir:
+            algorithm, semi_over, train_over, raw = VARIANTS[name]
+            if raw and raw_pool is None:
                 continue
             slug = name.replace(" ", "_").replace("+", "p").replace(",", "")
-            dirs = (str(pool),) + ((off_domain_dir,) if off_domain else ())
+            dirs = tuple(str(d) for d in (raw_pool if raw else pool))
             cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug}_s{seed}"), labeled_csv=str(labeled_csv),
                               unlabeled_dirs=dirs, val_csv=str(val_csv), eval_every=max(1, steps // 5),
                               ckpt_every=steps, warmup_steps=max(1, steps // 10), workers=0, seed=seed,

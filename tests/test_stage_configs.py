@@ -117,7 +117,7 @@ def test_derived_intervals_follow_the_steps():
 def test_a_repeatable_option_on_the_command_line_replaces_the_presets_list():
     cfg = settings.cli(TrainConfig, ["--preset", "demo", "--unlabeled-dir", "a", "--unlabeled-dir", "b"], prog="x")
     assert cfg.unlabeled_dirs == ("a", "b")
-    assert settings.cli(TrainConfig, ["--preset", "demo"], prog="x").unlabeled_dirs == ("data/demo/unlabeled_faces",)
+    assert settings.cli(TrainConfig, ["--preset", "demo"], prog="x").unlabeled_dirs == ("data/faces/demo_unlabeled/cropped_aligned",)
 
 
 def _resolved(sets, name="temporal_encoder", pipeline="demo.yaml"):

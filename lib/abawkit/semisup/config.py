@@ -129,7 +129,7 @@ def preset(algorithm: str, **overrides: Any) -> SemiSupConfig:
 
 
 DEMO_DATA = dict(manifest_dir="data_manifests/demo", crops_dir="data/faces/demo/cropped_aligned",
-                 unlabeled_dirs=("data/demo/unlabeled_faces",), out_dir="runs/demo/frame_model")
+                 unlabeled_dirs=("data/faces/demo_unlabeled/cropped_aligned",), out_dir="runs/demo/frame_model")
 
 
 @dataclass(frozen=True)
