@@ -14,9 +14,10 @@ from abawkit.semisup.train import make_ema, make_optimizer, make_scheduler
 
 
 def tiny_context(cfg: TrainConfig = TrainConfig(optimizer="sgd", lr=0.1, steps=100, warmup_steps=10),
-                 seed: int = 0) -> Context:
+                 seed: int = 0, student=None, total_steps: int = 0) -> Context:
+    """``student`` is a function making the network (after seeding; default: a linear layer on 3x2x2 inputs)."""
     torch.manual_seed(seed)
-    student = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
+    student = student() if student is not None else nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
     opt = make_optimizer(cfg, student)
     sched = make_scheduler(cfg, opt)
     ema = make_ema(student, 0.9)
@@ -30,7 +31,7 @@ def tiny_context(cfg: TrainConfig = TrainConfig(optimizer="sgd", lr=0.1, steps=1
 
     return Context(student=student, student_step=student_step, ema=ema, autocast=contextlib.nullcontext,
                    make_optimizer=lambda m: make_optimizer(cfg, m), make_scheduler=lambda o: make_scheduler(cfg, o),
-                   wrap=lambda m: m)
+                   wrap=lambda m: m, total_steps=total_steps)
 
 
 def tiny_batch(seed: int):

@@ -7,7 +7,6 @@ manifest's unlabeled frames."""
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import copy
 
 import numpy as np
@@ -18,8 +17,7 @@ from torch import nn
 from abawkit.semisup.algorithms import Context, FeedbackTeacher, FixMatch, build_algorithm
 from abawkit.semisup.config import TrainConfig, preset
 from abawkit.semisup.thresholds import SelfAdaptiveThreshold
-from abawkit.semisup.train import make_ema, make_optimizer, make_scheduler
-from helpers_algorithms import tiny_batch, tiny_context
+from helpers_algorithms import tiny_context
 
 C = 8
 
@@ -99,24 +97,13 @@ def digits():
     return x, torch.tensor(d.target[keep])
 
 
-def bn_context(seed: int = 0, lr: float = 0.05) -> Context:
-    torch.manual_seed(seed)
-    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, C))
-    cfg = TrainConfig(optimizer="sgd", lr=lr, steps=1000, warmup_steps=0, weight_decay=0.0)
-    opt = make_optimizer(cfg, student)
-    sched = make_scheduler(cfg, opt)
-    ema = make_ema(student, 0.9)
+def bn_context(seed: int = 0) -> Context:
+    """An MLP with BatchNorm on 8x8 digits, SGD 0.05 without warm-up."""
+    def mlp():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, C))
 
-    def student_step(loss, step):
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step_update(step + 1)
-        ema.update(student, step=step + 1)
-
-    return Context(student=student, student_step=student_step, ema=ema, autocast=contextlib.nullcontext,
-                   make_optimizer=lambda m: make_optimizer(cfg, m), make_scheduler=lambda o: make_scheduler(cfg, o),
-                   wrap=lambda m: m, total_steps=1000)
+    return tiny_context(TrainConfig(optimizer="sgd", lr=0.05, steps=1000, warmup_steps=0, weight_decay=0.0), seed,
+                        student=mlp, total_steps=1000)
 
 
 def feedback_h(labeled_weight: float, trials: int = 12) -> dict[str, list[float]]:
