@@ -1,10 +1,10 @@
 """Ablation of the semi-supervised method on the demo data: few labels per class, an imbalanced unlabeled pool.
 
 Rows: supervised, fixmatch, + self-adaptive thresholds, + debiasing, full (+ feedback), then the full method with
-one correction of issue 14 switched off at a time (SPEC 5.9); each over several seeds. Columns: final validation
-macro F1 (last checkpoint: nothing selected on validation), best over the evaluations, the recall of the minority
-classes (Disgust, Fear), and the pseudo-labels' precision and mask rate over the unlabeled phase (measured with the
-classes the demo knows of its unlabeled images; training never sees them).
+one of its corrections (docs/semisup.md, "Corrections") switched off at a time; each over several seeds. Columns:
+final validation macro F1 (last checkpoint: nothing selected on validation), best over the evaluations, the recall
+of the minority classes (Disgust, Fear), and the pseudo-labels' precision and mask rate over the unlabeled phase
+(measured with the classes the demo knows of its unlabeled images; training never sees them).
 
     PYTHONPATH=lib python benchmarks/semisup_ablation.py --seeds 0 1 2
 
@@ -91,7 +91,8 @@ def render_truth(raw_dir: str, aligned_dir: str | None = None) -> dict[str, int]
             table = pd.read_csv(index)
             for frame, source, face in zip(table["frame"], table["source"], table["has_face"]):
                 if face:
-                    truth[str(Path(aligned_dir) / index.stem / f"{int(frame):05d}.jpg")] = by_name.get(Path(source).name, -1)
+                    crop = Path(aligned_dir) / index.stem / f"{int(frame):05d}.jpg"
+                    truth[str(crop)] = by_name.get(Path(source).name, -1)
     return truth
 
 

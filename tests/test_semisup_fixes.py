@@ -1,5 +1,5 @@
-"""The corrections of issue 14 to the semi-supervised method (SPEC 5.9), each on hand-made tensors, real digits
-(scikit-learn's load_digits) or the tiny demo tree: the threshold starts from the teacher's statistics, the floor
+"""The corrections of the semi-supervised method (docs/semisup.md, "Corrections"), each on hand-made tensors, real
+digits (scikit-learn's load_digits) or the tiny demo tree: the threshold starts from the teacher's statistics, the floor
 holds, lambda_u ramps, the feedback h has the right sign and sees one normalisation state, weak views reach the
 student's BatchNorm, colour augmentation changes hue and can make grayscale, and the unlabeled pool can be the
 manifest's unlabeled frames."""

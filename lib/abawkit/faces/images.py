@@ -1,6 +1,6 @@
 """Stage 01 for folders of still images (``abawkit extract-faces --images DIR...``): the unlabeled face corpora of
 the semi-supervised stage go through the same detection, landmarks and alignment as the video frames, so that
-labeled, unlabeled and validation crops are cut alike (SPEC 5.9).
+labeled, unlabeled and validation crops are cut alike.
 
 Each folder's images (recursively, sorted) form sets of at most ``IMAGES_PER_SET`` images, each set written like
 one subject of a video: ``cropped_aligned/<set_id>/00001.jpg`` and ``cropped/<set_id>/00001.jpg`` for its k-th
@@ -151,7 +151,8 @@ def _settled(tracker, frame: np.ndarray, found, steps: int = 2):
 
 
 def extract_images(sets: list[ImageSet], out: str | os.PathLike, config: ExtractConfig = ExtractConfig(),
-                   progress: bool = True, all_sets: list[str] | None = None, params: dict | None = None) -> pd.DataFrame:
+                   progress: bool = True, all_sets: list[str] | None = None,
+                   params: dict | None = None) -> pd.DataFrame:
     """Run :func:`process_images` over the sets that are not done (all with ``config.overwrite``), one after the
     other in this process; returns and writes ``out/summary.csv`` (one row per set of ``all_sets``)."""
     from tqdm.auto import tqdm

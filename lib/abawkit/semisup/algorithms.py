@@ -76,7 +76,7 @@ class PseudoLabeler:
 
     def initialise(self, z_w: torch.Tensor) -> None:
         """Start the debiasing marginal and the self-adaptive threshold from the teacher's logits ``z_w`` (N, C)
-        on an unlabeled pass (SPEC 5.9): p_hat = mean softmax(z_w), then tau and p from the probabilities the
+        on an unlabeled pass: p_hat = mean softmax(z_w), then tau and p from the probabilities the
         threshold will see (debiased with that p_hat when debiasing is on). FixMatch's and FlexMatch's thresholds
         have no such state."""
         z_w = z_w.detach().float()

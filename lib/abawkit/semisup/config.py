@@ -41,7 +41,7 @@ class SemiSupConfig:
     """fixed threshold, and the FlexMatch base threshold"""
     threshold_momentum: float = 0.999
     """lambda of the self-adaptive threshold's moving averages (FreeMatch's value)"""
-    # Our choices (SPEC 5.9): FreeMatch starts from tau_0 = p_0 = 1/C, which admits every pseudo-label of a
+    # Our choices: FreeMatch starts from tau_0 = p_0 = 1/C, which admits every pseudo-label of a
     # half-trained teacher for hundreds of steps.
     init_from_teacher: bool = True
     """when the unlabeled phase starts, set the self-adaptive threshold's tau and p, and the debiasing marginal,

@@ -106,7 +106,7 @@ def unlabeled_images(dirs: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def colour_transforms(colour: bool) -> list:
-    """Our choice (issue 14): colour jitter with hue and random grayscale, so that a subject under a colour
+    """Our choice: colour jitter with hue and random grayscale, so that a subject under a colour
     cast or in a grey video is not a new domain (Aff-Wild2's lighting and white balance vary per video)."""
     from torchvision.transforms import v2
 

@@ -20,7 +20,7 @@ class DebiasedPseudoLabels:
         self.p_hat = torch.full((num_classes,), 1.0 / num_classes)
 
     def initialise(self, z_w: torch.Tensor) -> None:
-        """Our choice (SPEC 5.9): p_hat_0 = the mean raw softmax of the teacher's logits ``z_w`` (N, C) on an
+        """Our choice: p_hat_0 = the mean raw softmax of the teacher's logits ``z_w`` (N, C) on an
         unlabeled pass, instead of 1/C (all-reduced under DDP)."""
         self.p_hat = all_reduce_mean(torch.softmax(z_w.detach().float(), dim=1).mean(dim=0)).clone()
 

@@ -52,8 +52,8 @@ class SelfAdaptiveThreshold(Threshold):
     mask_b = 1[max_c q_b(c) >= max(floor, tau_t * p_t(argmax q_b) / max_c p_t(c))], the current batch counted
     first.
 
-    Our choices (SPEC 5.9; FreeMatch has neither): :meth:`initialise` replaces tau_0 = p_0 = 1/C by the
-    teacher's statistics on an unlabeled pass, so the threshold does not admit every pseudo-label for the
+    Our choices (FreeMatch has neither; docs/semisup.md, "Corrections"): :meth:`initialise` replaces
+    tau_0 = p_0 = 1/C by the teacher's statistics on an unlabeled pass, so the threshold does not admit every pseudo-label for the
     hundreds of steps 1/C takes to rise; ``floor`` (default 0: off) bounds every class's threshold below.
     """
 
