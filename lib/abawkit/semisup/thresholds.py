@@ -53,8 +53,9 @@ class SelfAdaptiveThreshold(Threshold):
     first.
 
     Our choices (FreeMatch has neither; docs/semisup.md, "Corrections"): :meth:`initialise` replaces
-    tau_0 = p_0 = 1/C by the teacher's statistics on an unlabeled pass, so the threshold does not admit every pseudo-label for the
-    hundreds of steps 1/C takes to rise; ``floor`` (default 0: off) bounds every class's threshold below.
+    tau_0 = p_0 = 1/C by the teacher's statistics on an unlabeled pass, so the threshold does not admit every
+    pseudo-label for the hundreds of steps 1/C takes to rise; ``floor`` (default 0: off) bounds every class's
+    threshold below.
     """
 
     def __init__(self, num_classes: int, momentum: float = 0.999, floor: float = 0.0):
