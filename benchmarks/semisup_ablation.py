@@ -43,6 +43,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "full - h fixes": ("full", {"h_batch": "same", "feedback_baseline": 0.0}, {}, False),
     "full - weak views in BN": ("full", {"weak_in_student": False}, {}, False),
     "full - colour": ("full", {}, {"colour_aug": False}, False),
+    "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, False),
 }
 MINORITY = ("Disgust", "Fear")
 
@@ -211,7 +212,37 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
     table = summarize(pd.DataFrame(rows), list(VARIANTS))
     print(table)
     (out / "table.md").write_text(table)
+    plot_pseudo_labels(out)
     return table
+
+
+def plot_pseudo_labels(out: Path, every: int = 25) -> Path | None:
+    """OUT/pseudo_labels.png: per variant, the mask rate and the precision of the kept pseudo-labels over the
+    unlabeled phase (bins of ``every`` steps, pooled over the seeds), from OUT/curves/*.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = sorted((out / "curves").glob("*_s*.csv"))
+    if not curves:
+        return None
+    fig, (ax_m, ax_p) = plt.subplots(1, 2, figsize=(11, 4))
+    by_variant: dict[str, list[pd.DataFrame]] = {}
+    for path in curves:
+        by_variant.setdefault(path.stem.rsplit("_s", 1)[0], []).append(pd.read_csv(path))
+    for name, frames in by_variant.items():
+        d = pd.concat(frames).assign(bin=lambda t: t["step"] // every * every)
+        g = d.groupby("bin").agg(mask=("mask_rate", "mean"), kept=("n_kept_known", "sum"), ok=("n_correct", "sum"))
+        ax_m.plot(g.index, g["mask"], label=name)
+        ax_p.plot(g.index, g["ok"] / g["kept"].clip(lower=1), label=name)
+    ax_m.set(xlabel="step", ylabel="mask rate", title="pseudo-labels kept")
+    ax_p.set(xlabel="step", ylabel="precision", title="precision of the kept pseudo-labels (known classes)")
+    ax_p.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pseudo_labels.png", dpi=110)
+    plt.close(fig)
+    return out / "pseudo_labels.png"
 
 
 def summarize(runs: pd.DataFrame, order: list[str]) -> str:
