@@ -50,3 +50,13 @@ def crop_video_ids(crops: str | os.PathLike) -> list[str]:
     """The ``<video_id>`` folders under a crops folder."""
     root = Path(crops)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+#: Still-image files the suite reads (unlabeled face folders, image corpora).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def image_files(folder: str | os.PathLike) -> list[str]:
+    """Every image file under ``folder``, recursively, sorted (a stable order: sample indices, crop numbers)."""
+    return sorted(os.path.join(root, f) for root, _, files in os.walk(folder) for f in files
+                  if f.lower().endswith(IMAGE_SUFFIXES))

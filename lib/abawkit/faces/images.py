@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..crops import CROP_FOLDERS, crop_name
+from ..crops import CROP_FOLDERS, IMAGE_SUFFIXES, crop_name, image_files
 from ..io import write_csv, write_json
 from .extract import (_NO_FACE_VALUES, INDEX_COLUMNS, ExtractConfig, SubjectResult, _clear_subject, build_summary,
                       index_path, is_done)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: Images per set: the unit of resumption and of sharding (a corpus of millions is thousands of sets).
 IMAGES_PER_SET = 10_000
 
@@ -49,8 +48,7 @@ def image_sets(dirs: tuple[str, ...] | list[str], per_set: int = IMAGES_PER_SET)
         root = Path(d)
         if not root.is_dir():
             raise UserError(f"--images {d}: not a folder; pass folders of face images")
-        paths = sorted(os.path.join(r, f) for r, _, files in os.walk(root) for f in files
-                       if f.lower().endswith(IMAGE_SUFFIXES))
+        paths = image_files(root)
         if not paths:
             raise UserError(f"--images {d}: no image ({', '.join(IMAGE_SUFFIXES)}) under this folder")
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", root.resolve().name) or "images"

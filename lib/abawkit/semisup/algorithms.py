@@ -120,9 +120,6 @@ class Supervised:
     def __init__(self, cfg: SemiSupConfig, ctx: Context, num_classes: int, n_unlabeled: int = 0):
         self.cfg, self.ctx = cfg, ctx
 
-    def warming_up(self, step: int) -> bool:
-        return True
-
     def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *,
                    step: int) -> dict[str, float]:
         """One optimizer step of the student at global step ``step`` (0-based); the loss statistics."""

@@ -11,13 +11,12 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ..crops import crop_frames, crop_path
+from ..crops import crop_frames, crop_path, image_files
 from ..errors import UserError
 from ..frame_model import FrameModelConfig, eval_transform
 from ..labels import IGNORE, class_index
 from ..readers import read_csv, read_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 class DataError(UserError, ValueError):
@@ -100,8 +99,7 @@ def unlabeled_images(dirs: list[str] | tuple[str, ...]) -> list[str]:
     for d in dirs:
         if not Path(d).is_dir():
             raise DataError(f"unlabeled folder {d} not found; pass folders of face images (--unlabeled-dir)")
-        for root, _, files in os.walk(d):
-            found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
+        found += image_files(d)
     return sorted(found)
 
 
