@@ -34,7 +34,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.frames:
-        model = build_temporal_model(TemporalConfig(window=args.window), in_dim=args.dim).eval()
+        model = build_temporal_model(TemporalConfig(window=args.window), embed_dim=args.dim).eval()
         rng = np.random.default_rng(0)
         emb = rng.normal(size=(args.video_frames, args.dim)).astype(np.float16)
         logits = rng.normal(size=(args.video_frames, 8)).astype(np.float32)

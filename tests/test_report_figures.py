@@ -91,7 +91,7 @@ def test_stage_timelines_figure_draws_truth_frame_model_and_final_per_video():
     from abawkit.temporal.model import TemporalConfig, build_temporal_model
 
     rng = np.random.default_rng(0)
-    model = build_temporal_model(TemporalConfig(window=16, depth=1, heads=2, width=16), in_dim=8)
+    model = build_temporal_model(TemporalConfig(window=16, depth=1, heads=2, width=16), embed_dim=8)
     videos = [VideoFeatures(f"v{i}", rng.normal(size=(30, 8)).astype(np.float32), rng.random(30) > 0.2,
                             rng.normal(size=(30, 8)).astype(np.float32), rng.integers(-1, 8, 30)) for i in range(2)]
     fig = stage_timelines_figure(videos, model, PostProcess())

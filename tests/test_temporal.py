@@ -30,7 +30,7 @@ torch.set_num_threads(1)  # 2 threads on shared cores spin-wait: 50x slower here
 def _model(window=16, dim=8, residual=False):
     torch.manual_seed(0)
     return build_temporal_model(TemporalConfig(window=window, depth=2, heads=2, width=16, dropout=0.0,
-                                               residual_logits=residual), in_dim=dim).eval()
+                                               residual_logits=residual), embed_dim=dim).eval()
 
 
 def test_masked_frame_features_reach_no_other_frame():
@@ -124,7 +124,7 @@ def test_temporal_encoder_beats_per_frame_classifier(synthetic_run):
     _, _, out, summary = synthetic_run
     table = pd.read_csv(out / "comparison.csv").set_index("stage")
     assert list(table.columns) == ["macro_f1", *CLASSES]
-    assert list(table.index) == ["frame model", "+ temporal encoder", "+ post-processing"]
+    assert list(table.index) == ["frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing"]
     frame, temporal = table.loc["frame model", "macro_f1"], table.loc["+ temporal encoder", "macro_f1"]
     assert temporal > frame + 0.1, table
     assert abs(summary["best_val_macro_f1"] - temporal) < 1e-6

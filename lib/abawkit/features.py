@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Sequence
+from typing import Annotated, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 import tyro
@@ -52,14 +52,22 @@ class FeatureConfig:
     """images per forward pass"""
     workers: int = 2
     """data-loader worker processes (0: in this process)"""
+    folds: int = 1
+    """cross-fitted features: K > 1 reads the fold models beside CHECKPOINT (abawkit train-frame --folds K:
+    folds.csv, fold_i/<name of CHECKPOINT>); each Train_Set video gets the features of the model trained without
+    its fold, the other videos those of --eval-model"""
+    eval_model: Literal["full", "mean"] = "full"
+    """with --folds K: features of the validation, test and held-out videos from CHECKPOINT (full: the model on
+    every training video) or the mean of the K fold models' embeddings and logits (mean)"""
     overwrite: bool = False
-    """recompute videos whose file already exists"""
+    """recompute videos whose file already exists (a file from another model is recomputed anyway)"""
     progress: bool = True
     """progress bar"""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.workers < 0:
-            raise ValueError(f"batch_size must be >= 1 and workers >= 0 (got {self.batch_size}, {self.workers})")
+        if self.batch_size < 1 or self.workers < 0 or self.folds < 1:
+            raise ValueError(f"batch_size and folds must be >= 1 and workers >= 0 (got {self.batch_size}, "
+                             f"{self.folds}, {self.workers})")
 
 
 def feature_path(features_dir: str | os.PathLike, video_id: str) -> Path:
@@ -143,22 +151,94 @@ class _CropDataset:
         return self.transform(read_image(crop_path(self.crops_dir, vid, frame))), vidx, frame
 
 
+@dataclass(frozen=True)
+class FeatureSource:
+    """The model(s) whose features a video gets: ``checkpoints`` (their mean when several), the fold left out
+    of their training (``abawkit.folds.FULL`` when none) and ``name``, recorded in the video's file."""
+
+    checkpoints: tuple[str, ...]
+    fold: int
+    name: str
+
+
+def feature_sources(config: FeatureConfig, manifest, video_ids: Sequence[str]) -> dict[str, FeatureSource]:
+    """Which model computes each video's features under ``config.folds`` and ``config.eval_model``."""
+    from .folds import FULL, FoldError, fold_dir, read_folds
+
+    ckpt = Path(config.checkpoint)
+    full = FeatureSource((str(ckpt),), FULL, ckpt.name)
+    if config.folds == 1:
+        return {v: full for v in video_ids}
+    root, name = ckpt.parent, ckpt.name
+    table = read_folds(root)
+    k = int(table["fold"].max()) + 1
+    if k != config.folds:
+        raise FoldError(f"{root / 'folds.csv'} assigns {k} folds but --folds is {config.folds}; pass --folds {k} "
+                        f"or train the {config.folds} fold models (abawkit train-frame --folds {config.folds})")
+    fold_ckpts = []
+    for f in range(k):
+        path = fold_dir(root, f) / name
+        if not path.is_file():
+            raise FoldError(f"the model without fold {f} is missing: {path}; train it (abawkit train-frame "
+                            f"--folds {k} --fold {f} --out {root}) or pass --folds 1")
+        fold_ckpts.append(str(path))
+    fold_of = dict(zip(table["video_id"].astype(str), table["fold"]))
+    held = set(manifest.video_ids(holdout=True))
+    mean = FeatureSource(tuple(fold_ckpts), FULL, f"mean of fold_0..{k - 1}/{name}")
+    out = {}
+    for vid in video_ids:
+        if vid in fold_of:
+            f = int(fold_of[vid])
+            out[vid] = FeatureSource((fold_ckpts[f],), f, f"fold_{f}/{name}")
+        elif manifest.row(vid)["split"] == "Train_Set" and vid not in held:
+            raise FoldError(f"the training video {vid} is in no fold of {root / 'folds.csv'} (the manifest changed "
+                            f"since the fold models were trained?); train them again into another --out")
+        else:
+            out[vid] = mean if config.eval_model == "mean" else full
+    return out
+
+
+def recorded_source(path: str | os.PathLike) -> tuple[str | None, int | None]:
+    """``(source, fold)`` recorded in a feature file (None, None for a file written without them)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "source" not in data.files:
+                return None, None
+            return str(data["source"]), int(data["fold"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None, None
+
+
+def write_sources(features_dir: str | os.PathLike, manifest) -> Path:
+    """``<features_dir>/sources.csv``: video_id, split, fold, source of every feature file of the manifest."""
+    import pandas as pd
+
+    from .io import write_csv
+
+    rows = []
+    for vid in video_frame_counts(manifest):
+        path = feature_path(features_dir, vid)
+        if path.is_file():
+            source, fold = recorded_source(path)
+            rows.append({"video_id": vid, "split": manifest.row(vid)["split"], "fold": fold, "source": source})
+    return write_csv(Path(features_dir) / "sources.csv", pd.DataFrame(rows, columns=["video_id", "split", "fold",
+                                                                                      "source"]))
+
+
 def extract_features(config: FeatureConfig, manifest=None, video_ids: Sequence[str] | None = None,
                      device: str | None = None) -> list[Path]:
     """Cache features of every subject of the manifest (or ``video_ids``); returns the files this process wrote.
 
-    ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already.
+    ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already. With
+    ``config.folds`` > 1 each training video's features come from the fold model that did not see it
+    (:func:`feature_sources`); every file records its model (``source``, ``fold``), and a single process
+    writes ``sources.csv`` beside them (after torchrun: run once more without it, which only writes that).
 
-    Under ``torchrun`` rank r takes videos r::world. A video whose file exists is skipped (resume), unless
-    ``config.overwrite``. Files are written atomically, so a killed job leaves complete files only.
+    Under ``torchrun`` rank r takes videos r::world. A video whose file exists and was written by the same
+    model is skipped (resume), unless ``config.overwrite``. Files are written atomically, so a killed job
+    leaves complete files only.
     """
     import torch
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from .crops import crop_frames
-    from .frame_model import autocast, eval_transform, load_frame_model
-    from .io import save_npz
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if device is None:
@@ -173,20 +253,55 @@ def extract_features(config: FeatureConfig, manifest=None, video_ids: Sequence[s
         from .manifest import load_manifest
 
         manifest = load_manifest(config.manifest_dir)
-    checkpoint, crops_dir = config.checkpoint, config.crops_dir
     counts = video_frame_counts(manifest)
     ids = list(video_ids) if video_ids is not None else list(counts)
     unknown = [v for v in ids if v not in counts]
     if unknown:
         raise FeatureError(f"videos not in the manifest {manifest.path}: {unknown[:5]}")
+    sources = feature_sources(config, manifest, ids)
     ids = ids[rank::world]
     out_dir = Path(config.features_dir)
-    todo = [v for v in ids if config.overwrite or not feature_path(out_dir, v).is_file()]
-    if not todo:
-        return []
-    model, _ = load_frame_model(checkpoint, dev)
-    model = model.to(memory_format=torch.channels_last)
-    dim, transform = model.embed_dim, eval_transform(model.config)
+
+    def current(vid: str) -> bool:
+        path = feature_path(out_dir, vid)
+        if config.overwrite or not path.is_file():
+            return False
+        source, _ = recorded_source(path)
+        return source == sources[vid].name or (source is None and config.folds == 1)
+
+    todo = [v for v in ids if not current(v)]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for vid in todo:
+        groups.setdefault(sources[vid].checkpoints, []).append(vid)
+    written: list[Path] = []
+    for checkpoints, vids in groups.items():
+        written += _extract_with(config, checkpoints, vids, counts, sources, dev, rank, world)
+    if world == 1:
+        write_sources(out_dir, manifest)
+    return written
+
+
+def _extract_with(config: FeatureConfig, checkpoints: tuple[str, ...], todo: list[str], counts: dict[str, int],
+                  sources: dict[str, FeatureSource], dev, rank: int, world: int) -> list[Path]:
+    """Features of the videos ``todo`` from ``checkpoints`` (the mean of their embeddings and logits)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .crops import crop_frames
+    from .frame_model import autocast, eval_transform, load_frame_model
+    from .io import save_npz
+
+    models = []
+    for path in checkpoints:
+        model, _ = load_frame_model(path, dev)
+        models.append(model.to(memory_format=torch.channels_last))
+    dims = {m.embed_dim for m in models}
+    if len(dims) > 1 or len({m.config.image_size for m in models}) > 1:
+        raise FeatureError(f"the fold models {list(checkpoints)} differ in embedding size or input size; "
+                           f"train them with the same settings")
+    dim, transform = dims.pop(), eval_transform(models[0].config)
+    crops_dir, out_dir = config.crops_dir, Path(config.features_dir)
 
     written: list[Path] = []
     items: list[tuple[int, str, int]] = []
@@ -201,8 +316,9 @@ def extract_features(config: FeatureConfig, manifest=None, video_ids: Sequence[s
 
     def flush(vidx: int) -> None:
         b = buffers.pop(vidx)
+        src = sources[b["vid"]]
         written.append(save_npz(feature_path(out_dir, b["vid"]), embeddings=b["emb"], has_face=b["face"],
-                                logits=b["logits"]))
+                                logits=b["logits"], source=np.array(src.name), fold=np.array(src.fold)))
 
     for vidx in [k for k, b in buffers.items() if b["left"] == 0]:  # videos without any crop
         flush(vidx)
@@ -211,19 +327,24 @@ def extract_features(config: FeatureConfig, manifest=None, video_ids: Sequence[s
                         num_workers=workers, pin_memory=dev.type == "cuda",
                         multiprocessing_context="spawn" if workers > 0 else None,
                         persistent_workers=False)
-    bar = tqdm(total=len(items), desc=f"features (rank {rank})" if world > 1 else "features", unit="frame",
+    what = "features" if len(checkpoints) == 1 and config.folds == 1 else f"features ({sources[todo[0]].name})"
+    bar = tqdm(total=len(items), desc=f"{what} (rank {rank})" if world > 1 else what, unit="frame",
                disable=not config.progress)
     with torch.inference_mode():
         for images, vidxs, frames in loader:
             images = images.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with autocast(dev):
-                emb, logits = model.embed_and_logits(images)
-            emb = emb.float().cpu().numpy()
-            logits = logits.float().cpu().numpy()
+            embs, logits = [], []
+            for model in models:
+                with autocast(dev):
+                    e, lg = model.embed_and_logits(images)
+                embs.append(e.float())
+                logits.append(lg.float())
+            emb = torch.stack(embs).mean(0).cpu().numpy()
+            logit = torch.stack(logits).mean(0).cpu().numpy()
             for j, (vidx, frame) in enumerate(zip(vidxs.tolist(), frames.tolist())):
                 b = buffers[vidx]
                 b["emb"][frame - 1] = emb[j]
-                b["logits"][frame - 1] = logits[j]
+                b["logits"][frame - 1] = logit[j]
                 b["face"][frame - 1] = True
                 b["left"] -= 1
                 if b["left"] == 0:

@@ -174,6 +174,14 @@ class TrainConfig:
     read the challenge year's rules before submitting such a model, docs/semisup.md)"""
     unlabeled_stride: int = 1
     """keep every k-th of those unlabeled frames of a video"""
+    folds: int = 1
+    """cross-fitting: K > 1 trains K models into OUT/fold_i, each without fold i of the Train_Set videos (by
+    source video; OUT/folds.csv), then the model on every training video into OUT; a model already trained
+    there is skipped (abawkit extract-features --folds K gives each training video the features of the model
+    that did not see it)"""
+    fold: int | None = None
+    """with --folds K: train only the model without fold FOLD (0..K-1), e.g. one fold per machine; --folds 1
+    (default) trains the model on every training video"""
     val_csv: Annotated[str | None, tyro.conf.arg(metavar="CSV")] = None
     """validation CSV path,label (default: the manifest's --val-split frames)"""
     val_split: str = "Validation_Set"
@@ -246,6 +254,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "warmup_steps" else 1):
                 raise ValueError(f"{name} {value}: expected a positive number of steps, or None")
+        if self.folds < 1 or (self.fold is not None and not 0 <= self.fold < self.folds):
+            raise ValueError(f"folds {self.folds} / fold {self.fold}: expected folds >= 1 and fold in 0..folds-1 "
+                             f"(or no --fold)")
         if self.workers < 0 or min(self.frame_stride, self.val_stride, self.unlabeled_stride) < 1:
             raise ValueError("workers must be >= 0 and frame_stride, val_stride, unlabeled_stride >= 1")
 

@@ -70,15 +70,17 @@ def frames_from_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def unlabeled_frames_from_manifest(manifest, crops: str | os.PathLike, splits: tuple[str, ...] = ("Train_Set",),
-                                   stride: int = 1, holdout: bool = False) -> list[str]:
+                                   stride: int = 1, holdout: bool = False,
+                                   exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Crops of the manifest's videos of ``splits`` whose frame carries no label: annotated -1, or beyond the
     annotation file (unannotated). Held-out Train_Set videos are left out unless ``holdout`` (the temporal stage
     fits on them). A test video (no annotation) contributes all its crops. Every k-th such frame of a
-    video with ``stride``. Sorted paths, in the crops' own layout and alignment."""
+    video with ``stride``. ``exclude``: video ids left out too (a cross-fitting fold). Sorted paths, in the
+    crops' own layout and alignment."""
     crops = Path(crops)
     if not crops.is_dir():
         raise DataError(f"crops folder {crops} not found; run abawkit extract-faces (notebook 01)")
-    held = set() if holdout else set(manifest.video_ids(holdout=True))
+    held = (set() if holdout else set(manifest.video_ids(holdout=True))) | set(exclude)
     found: list[str] = []
     for split in splits:
         for vid in manifest.video_ids(split):

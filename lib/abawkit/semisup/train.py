@@ -41,11 +41,44 @@ class TrainResult:
     steps: int
     train_images_per_s: float
 
+    @classmethod
+    def recorded(cls, folder: str | os.PathLike) -> "TrainResult":
+        """The result of a finished training, from its ``run_record.json``."""
+        import json
+
+        record = json.loads((Path(folder) / "run_record.json").read_text())
+        r, params = record["result"], record["params"]
+        return cls(Path(folder), float(r["final_val_macro_f1"]), float(r["best_val_macro_f1"]), int(r["best_step"]),
+                   int(params["steps"]), float(r["train_images_per_s"]))
+
 
 def model_config(cfg: TrainConfig) -> FrameModelConfig:
     return FrameModelConfig(backbone=cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained,
                             weights=cfg.weights, drop_rate=cfg.drop_rate,
                             input_norm=cfg.input_norm)
+
+
+def fold_table(cfg: TrainConfig, manifest=None) -> pd.DataFrame | None:
+    """The cross-fitting folds of ``cfg`` (``abawkit.folds.assign_folds``; None when ``folds`` is 1)."""
+    from ..folds import FoldError, assign_folds
+
+    if cfg.folds == 1:
+        return None
+    if not cfg.manifest_dir or cfg.labeled_csv:
+        raise FoldError(f"--folds {cfg.folds} splits the manifest's Train_Set videos: pass --manifest DIR and "
+                        f"--crops DIR (not --labeled-csv)")
+    if manifest is None:
+        from ..manifest import load_manifest
+
+        manifest = load_manifest(cfg.manifest_dir)
+    return assign_folds(manifest, cfg.folds, cfg.seed)
+
+
+def model_dir(cfg: TrainConfig) -> Path:
+    """Where ``cfg``'s model goes: OUT, or OUT/fold_i for the model without fold i."""
+    from ..folds import FULL, fold_dir
+
+    return fold_dir(cfg.out_dir, FULL if cfg.fold is None else cfg.fold)
 
 
 def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
@@ -57,12 +90,18 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
         from ..manifest import load_manifest
 
         manifest = load_manifest(cfg.manifest_dir)
+    left_out: list[str] = []  # the videos of the fold this model must not see
+    if cfg.fold is not None:
+        from ..folds import fold_videos
+
+        left_out = fold_videos(fold_table(cfg, manifest), cfg.fold)
     if cfg.labeled_csv:
         train = frames_from_csv(cfg.labeled_csv)
     elif manifest is not None and cfg.crops_dir:
         train = frames_from_manifest(manifest, cfg.crops_dir, cfg.train_split, cfg.frame_stride)
         # the temporal stage fits its post-processing on these videos: they must be unseen
-        train = train[~train["video_id"].isin(manifest.video_ids(holdout=True))].reset_index(drop=True)
+        unseen = set(manifest.video_ids(holdout=True)) | set(left_out)
+        train = train[~train["video_id"].isin(unseen)].reset_index(drop=True)
     else:
         raise DataError("give the labeled data: --labeled-csv FILE, or --manifest DIR with --crops DIR")
     if cfg.val_csv:
@@ -79,7 +118,8 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
             if manifest is None or not cfg.crops_dir:
                 raise DataError("--unlabeled-frames and --unlabeled-test-videos take the manifest's crops: pass "
                                 "--manifest DIR and --crops DIR")
-            unl += unlabeled_frames_from_manifest(manifest, cfg.crops_dir, splits, cfg.unlabeled_stride)
+            unl += unlabeled_frames_from_manifest(manifest, cfg.crops_dir, splits, cfg.unlabeled_stride,
+                                                  exclude=left_out)
         if not unl:
             raise DataError(f"{cfg.semisup.name} needs unlabeled faces: pass --unlabeled-dir FOLDER (none found "
                             f"under {list(cfg.unlabeled_dirs)}) or --unlabeled-frames, or use --algorithm supervised")
@@ -158,7 +198,7 @@ PseudoLabelHook = Callable[[int, list[str], np.ndarray, np.ndarray], None]
 
 def train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
     """Train the frame model of ``cfg`` (under torchrun when WORLD_SIZE > 1) and return its scores. The first
-    process holds the lock of ``cfg.out_dir`` meanwhile: a second training into it stops at once (when the
+    process holds the lock of the model's folder (OUT, or OUT/fold_i with ``fold``) meanwhile: a second training into it stops at once (when the
     first is rank 0 of torchrun, torchrun then stops the other ranks).
 
     ``on_pseudo_labels(step, paths, pseudo_labels, mask)``, called on each unlabeled step of rank 0, lets a
@@ -167,8 +207,37 @@ def train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> 
 
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(cfg, on_pseudo_labels)
-    with folder_lock(cfg.out_dir, f"frame-model training: {command_line()}"):
+    if cfg.folds > 1:
+        from ..folds import write_folds
+
+        write_folds(cfg.out_dir, fold_table(cfg))  # or check that OUT's fold models share this assignment
+    with folder_lock(model_dir(cfg), f"frame-model training: {command_line()}"):
         return _train(cfg, on_pseudo_labels)
+
+
+def train_folds(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> list[TrainResult]:
+    """``folds`` 1: :func:`train` of ``cfg``. Otherwise every fold model (only ``fold`` when given), then the
+    model on every training video, each skipped when its folder holds a finished training with these settings
+    (resumed from its ``last.pt`` when one was interrupted): re-running finishes what is missing, and
+    several machines can each take ``--fold i`` of one folder. Returns every model's result (fold 0, ..., the
+    model on every training video last; a skipped one's from its run record)."""
+    from ..folds import FULL, fold_dir, is_trained, write_folds
+
+    if cfg.folds == 1:
+        return [train(cfg, on_pseudo_labels)]
+    # a fold count the manifest cannot hold, or another assignment in OUT, fails before any training
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_folds(cfg.out_dir, fold_table(cfg))
+    results = []
+    for fold in [*range(cfg.folds), FULL] if cfg.fold is None else [cfg.fold]:
+        sub = cfg.with_(fold=None if fold == FULL else fold)
+        folder = fold_dir(cfg.out_dir, fold)
+        if is_trained(folder, sub.to_dict(), ignore=("resume", "progress", "workers")):
+            print(f"{folder}: trained already, skipped")
+            results.append(TrainResult.recorded(folder))
+            continue
+        results.append(train(sub.with_(resume=(folder / "last.pt").is_file()), on_pseudo_labels))
+    return results
 
 
 def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
@@ -188,7 +257,7 @@ def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) ->
         own_group = True
     rank = D.rank()
     device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out_dir)
+    out = model_dir(cfg)
     semi = cfg.semisup
     try:
         train_table, val_table, unl_paths = load_tables(cfg)

@@ -6,7 +6,7 @@ Torch-free, so that ``--help`` and the pipeline's checks stay fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import tyro
 
@@ -28,6 +28,10 @@ class TemporalConfig:
     """dropout in the encoder"""
     residual_logits: bool = False
     """add the frame model's logits (times a learned scale) to the output"""
+    inputs: Literal["embeddings", "logits", "both"] = "embeddings"
+    """what the encoder reads per frame: the frame model's embeddings, its 8 logits, or both concatenated
+    (cross-fitted features come from K different models: their logits share one meaning, their embeddings
+    do not)"""
 
     def __post_init__(self) -> None:
         for name in ("window", "depth", "heads", "width"):
@@ -39,6 +43,8 @@ class TemporalConfig:
             raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.inputs not in ("embeddings", "logits", "both"):
+            raise ValueError(f"inputs {self.inputs!r}: expected embeddings, logits or both")
 
     @property
     def train_stride(self) -> int:
@@ -88,6 +94,10 @@ class TemporalTrainConfig:
     """Gaussian noise on the training features, in units of each feature's standard deviation"""
     frame_drop: float = 0.2
     """share of face frames turned into no-face frames in each training window"""
+    cv: bool = True
+    """with cross-fitted features (abawkit extract-features --folds K): also train one encoder per fold
+    without that fold's videos and report frame model / + smoothing / + temporal encoder per fold on their
+    out-of-fold features (OUT/cv.csv), a check on more videos than the validation split's"""
     seed: int = 0
     """random seed"""
     threads: int = 1

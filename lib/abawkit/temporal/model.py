@@ -51,13 +51,38 @@ class TemporalEncoder(nn.Module):
         self.head = nn.Linear(config.width, NUM_CLASSES)
         self.logit_scale = nn.Parameter(torch.ones(1)) if config.residual_logits else None
 
+    @staticmethod
+    def input_dim(config: TemporalConfig, embed_dim: int) -> int:
+        """Features per frame the encoder reads (``config.inputs``) from embeddings of ``embed_dim``."""
+        return {"embeddings": embed_dim, "logits": NUM_CLASSES, "both": embed_dim + NUM_CLASSES}[config.inputs]
+
+    def inputs_of(self, x, frame_logits):
+        """The per-frame input (numpy or torch, (..., D) embeddings and (..., 8) logits) of ``config.inputs``."""
+        kind = self.config.inputs
+        if kind == "embeddings":
+            return x
+        if kind == "logits":
+            return frame_logits
+        if isinstance(x, np.ndarray):
+            return np.concatenate([x.astype(np.float32), frame_logits.astype(np.float32)], axis=-1)
+        return torch.cat([x.float(), frame_logits.float()], dim=-1)
+
     def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
         self.feat_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feat_std.copy_(torch.as_tensor(np.maximum(std, 1e-4), dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor, has_face: torch.Tensor, frame_logits: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, has_face: torch.Tensor, frame_logits: torch.Tensor | None = None,
+                noise: float = 0.0) -> torch.Tensor:
+        """``noise``: Gaussian noise added to the standardized input (units of each feature's std; training)."""
         has_face = has_face.bool()
-        h = self.proj((x.float() - self.feat_mean) / self.feat_std)
+        if frame_logits is None:
+            if self.config.inputs != "embeddings":
+                raise ValueError(f"this encoder reads the frame model's logits (inputs={self.config.inputs})")
+            frame_logits = torch.zeros(*x.shape[:-1], NUM_CLASSES, device=x.device)
+        z = (self.inputs_of(x, frame_logits).float() - self.feat_mean) / self.feat_std
+        if noise > 0:
+            z = z + noise * torch.randn_like(z)
+        h = self.proj(z)
         h = torch.where(has_face[..., None], h, self.no_face.to(h.dtype))
         h = self.drop(h + sinusoidal(x.shape[1], self.config.width, x.device).to(h.dtype))
         key_mask = ~has_face
@@ -70,8 +95,9 @@ class TemporalEncoder(nn.Module):
         return out
 
 
-def build_temporal_model(config: TemporalConfig, in_dim: int) -> TemporalEncoder:
-    return TemporalEncoder(config, in_dim)
+def build_temporal_model(config: TemporalConfig, embed_dim: int) -> TemporalEncoder:
+    """An encoder over frame embeddings of ``embed_dim`` (and/or logits, ``config.inputs``)."""
+    return TemporalEncoder(config, TemporalEncoder.input_dim(config, embed_dim))
 
 
 def save_temporal_checkpoint(path, model: TemporalEncoder, **extra: Any):

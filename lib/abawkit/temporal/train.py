@@ -40,15 +40,14 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 
 def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     import torch
-    from torch.utils.data import DataLoader, WeightedRandomSampler
-    from tqdm.auto import tqdm
 
+    from ..features import feature_path, recorded_source
     from ..io import write_csv
     from ..manifest import ManifestError, load_manifest
     from ..postprocess import fit_postprocess
     from ..runinfo import save_run_record
-    from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, load_videos
-    from .model import build_temporal_model, load_temporal_model, save_temporal_checkpoint
+    from .data import load_videos
+    from .model import load_temporal_model
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -65,12 +64,77 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
         raise ManifestError(f"the manifest {manifest.path} has no Validation_Set subject to validate on")
     train, held, val = (load_videos(features_dir, manifest, ids) for ids in (train_ids, held_ids, val_ids))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # the fold each training video's features left out of their model's training (None: not cross-fitted)
+    folds = {vid: recorded_source(feature_path(features_dir, vid))[1] for vid in train_ids}
+    crossfitted = all(f is not None and f >= 0 for f in folds.values())
 
+    extra = {"train_config": asdict(config), "train_videos": train_ids, "holdout_videos": held_ids,
+             "crossfitted": crossfitted}
+    best = fit_encoder(config, train, val, out_dir, device, extra)
+    model, _ = load_temporal_model(out_dir / "best.pt", device)
+    # Post-processing is fitted on held-out TRAINING subjects, never on the validation split it is reported on.
+    fold = held if held else train
+    fit_info = {"fold": "holdout" if held else "train (no holdout available)", "fold_ids": [v.video_id for v in fold]}
+    post = fit_postprocess(_probs(model, fold), [v.has_face for v in fold], [v.labels for v in fold])
+    post = type(post)(window=post.window, bias=post.bias, fill=post.fill, fit_info={**post.fit_info, **fit_info})
+    post.save(out_dir / "postprocess.json")
+    # The smoothing-only baseline: the same post-processing fitted on the frame model's probabilities.
+    smooth = fit_postprocess([frame_model_probs(v) for v in fold], [v.has_face for v in fold],
+                             [v.labels for v in fold])
+    smooth = type(smooth)(window=smooth.window, bias=smooth.bias, fill=smooth.fill,
+                          fit_info={**smooth.fit_info, **fit_info, "probabilities": "frame model"})
+    smooth.save(out_dir / "postprocess_frame_model.json")
+    comparison = compare_stages(model, post, val, smooth)
+    write_csv(out_dir / "comparison.csv", comparison)
+    summary = {"best_val_macro_f1": best, "epochs": config.epochs, "crossfitted": crossfitted,
+               "postprocess": {"window": post.window, "bias": list(post.bias)},
+               "comparison": comparison.to_dict(orient="records")}
+    if config.cv and crossfitted:
+        cv = cross_validate(config, train, folds, val, post, smooth, out_dir / "cv", device)
+        write_csv(out_dir / "cv.csv", cv)
+        summary["cv"] = cv[cv["fold"] == "all"][["stage", "macro_f1"]].to_dict(orient="records")
+    save_run_record(out_dir / "run_record.json", asdict(config), result=summary)
+    return summary
+
+
+def input_statistics(model, videos, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the encoder's input (``model.inputs_of``) over the face frames of ``videos``, in float64
+    sums over chunks of frames: memory does not grow with the data (a video's rows may be memory-mapped)."""
+    total = total_sq = None
+    count = 0
+    for v in videos:
+        for s in range(0, len(v.has_face), chunk):
+            face = np.asarray(v.has_face[s:s + chunk], bool)
+            if not face.any():
+                continue
+            x = np.asarray(model.inputs_of(np.asarray(v.embeddings[s:s + chunk]), v.logits[s:s + chunk]),
+                           np.float64)[face]
+            total = x.sum(0) if total is None else total + x.sum(0)
+            total_sq = (x * x).sum(0) if total_sq is None else total_sq + (x * x).sum(0)
+            count += len(x)
+    if not count:
+        dim = model.in_dim
+        return np.zeros(dim), np.ones(dim)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+
+
+def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, extra: dict,
+                progress: bool | None = None) -> float:
+    """Train an encoder on the videos ``train``, validating on ``val`` each epoch; write ``best.pt``,
+    ``last.pt`` and ``metrics.csv`` into ``out_dir``; return the best validation macro F1."""
+    import torch
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+    from tqdm.auto import tqdm
+
+    from ..io import write_csv
+    from .data import WindowDataset, balanced_window_weights, class_counts, class_weights
+    from .model import build_temporal_model, save_temporal_checkpoint
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     mcfg = config.model
-    model = build_temporal_model(mcfg, in_dim=int(train[0].embeddings.shape[1]))
-    faces = np.concatenate([v.embeddings[v.has_face].astype(np.float32) for v in train])
-    if len(faces):
-        model.set_normalization(faces.mean(0), faces.std(0))
+    model = build_temporal_model(mcfg, embed_dim=int(train[0].embeddings.shape[1]))
+    model.set_normalization(*input_statistics(model, train))
     model.to(device)
 
     data = WindowDataset(train, mcfg.window, mcfg.train_stride)
@@ -90,18 +154,16 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
 
     history, best = [], -1.0
-    extra = {"train_config": asdict(config), "train_videos": train_ids, "holdout_videos": held_ids}
-    bar = tqdm(range(1, config.epochs + 1), desc="temporal", unit="epoch", disable=not config.progress)
+    show = config.progress if progress is None else progress
+    bar = tqdm(range(1, config.epochs + 1), desc="temporal", unit="epoch", disable=not show)
     for epoch in bar:
         model.train()
         total, seen = 0.0, 0
         for x, face, lg, y, valid in loader:
             x, face, lg, y = x.to(device), face.to(device), lg.to(device), y.to(device)
-            if config.feature_noise > 0:
-                x = x + config.feature_noise * model.feat_std * torch.randn_like(x)
             if config.frame_drop > 0:
                 face = face & (torch.rand(face.shape, device=device) >= config.frame_drop)
-            out = model(x, face, lg)
+            out = model(x, face, lg, noise=config.feature_noise)
             loss = loss_fn(out.reshape(-1, out.shape[-1]), y.reshape(-1))
             if not torch.isfinite(loss):  # a batch without any labeled frame
                 continue
@@ -121,21 +183,48 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
             save_temporal_checkpoint(out_dir / "best.pt", model, epoch=epoch, val_macro_f1=val_f1, **extra)
         save_temporal_checkpoint(out_dir / "last.pt", model, epoch=epoch, val_macro_f1=val_f1, **extra)
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_f1=f"{val_f1:.3f}", best=f"{best:.3f}")
+    return best
 
-    model, _ = load_temporal_model(out_dir / "best.pt", device)
-    # Post-processing is fitted on held-out TRAINING subjects, never on the validation split it is reported on.
-    fold = held if held else train
-    post = fit_postprocess(_probs(model, fold), [v.has_face for v in fold], [v.labels for v in fold])
-    post = type(post)(window=post.window, bias=post.bias, fill=post.fill,
-                      fit_info={**post.fit_info, "fold": "holdout" if held else "train (no holdout available)",
-                                "fold_ids": [v.video_id for v in fold]})
-    post.save(out_dir / "postprocess.json")
-    comparison = compare_stages(model, post, val)
-    write_csv(out_dir / "comparison.csv", comparison)
-    summary = {"best_val_macro_f1": best, "epochs": config.epochs, "postprocess": {"window": post.window,
-               "bias": list(post.bias)}, "comparison": comparison.to_dict(orient="records")}
-    save_run_record(out_dir / "run_record.json", asdict(config), result=summary)
-    return summary
+
+def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], val, post, smooth, out_dir: Path,
+                   device) -> pd.DataFrame:
+    """Per fold f of cross-fitted features: an encoder trained without fold f's videos (into ``out_dir/fold_f``),
+    and macro F1 on fold f's out-of-fold features of the frame model, + smoothing (``smooth``), + the temporal
+    encoder and + its post-processing (``post``; both fitted on the held-out videos). Rows per fold and ``all``
+    (every out-of-fold frame together): ``fold, videos, stage, macro_f1``."""
+    from tqdm.auto import tqdm
+
+    from .model import load_temporal_model
+
+    stages = ("frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing")
+    rows, pooled = [], {name: [] for name in stages}
+    pooled_videos = []
+    ids = sorted(set(folds.values()))
+    for f in tqdm(ids, desc="cross-validation", unit="fold", disable=not config.progress):
+        inside = [v for v in train if folds[v.video_id] != f]
+        held = [v for v in train if folds[v.video_id] == f]
+        if not inside or not held:
+            continue
+        fit_encoder(config, inside, val, out_dir / f"fold_{f}", device,
+                    {"train_videos": [v.video_id for v in inside], "cv_fold": f}, progress=False)
+        model, _ = load_temporal_model(out_dir / f"fold_{f}" / "best.pt", device)
+        frame = [frame_model_probs(v) for v in held]
+        raw = _probs(model, held)
+        probs = {"frame model": frame,
+                 "frame model + smoothing": [smooth.apply(p, v.has_face) for p, v in zip(frame, held)],
+                 "+ temporal encoder": raw,
+                 "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, held)]}
+        names = " ".join(v.video_id for v in held)
+        for name in stages:
+            rows.append({"fold": str(f), "videos": names, "stage": name,
+                         "macro_f1": _report(held, probs[name]).macro_f1})
+            pooled[name] += probs[name]
+        pooled_videos += held
+    for name in stages:
+        if pooled_videos:
+            rows.append({"fold": "all", "videos": f"{len(pooled_videos)} videos", "stage": name,
+                         "macro_f1": _report(pooled_videos, pooled[name]).macro_f1})
+    return pd.DataFrame(rows, columns=["fold", "videos", "stage", "macro_f1"])
 
 
 def frame_model_probs(v) -> np.ndarray:
@@ -146,11 +235,16 @@ def frame_model_probs(v) -> np.ndarray:
     return fill_no_face(softmax(v.logits), v.has_face)
 
 
-def compare_stages(model, post, val) -> pd.DataFrame:
-    """Rows ``frame model``, ``+ temporal encoder``, ``+ post-processing``: macro F1 and per-class F1."""
+def compare_stages(model, post, val, smooth=None) -> pd.DataFrame:
+    """Rows ``frame model``, ``frame model + smoothing`` (with ``smooth``: the post-processing fitted on the
+    frame model's probabilities), ``+ temporal encoder``, ``+ post-processing``: macro F1 and per-class F1."""
     raw = _probs(model, val)
-    stages = {"frame model": [frame_model_probs(v) for v in val], "+ temporal encoder": raw,
-              "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, val)]}
+    frame = [frame_model_probs(v) for v in val]
+    stages = {"frame model": frame}
+    if smooth is not None:
+        stages["frame model + smoothing"] = [smooth.apply(p, v.has_face) for p, v in zip(frame, val)]
+    stages.update({"+ temporal encoder": raw,
+                   "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, val)]})
     rows = []
     for name, probs in stages.items():
         rep = _report(val, probs)
