@@ -48,6 +48,7 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     from ..postprocess import fit_postprocess
     from ..runinfo import save_run_record
     from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, load_videos
+    from .data import face_feature_stats
     from .model import build_temporal_model, load_temporal_model, save_temporal_checkpoint
 
     torch.manual_seed(config.seed)
@@ -68,9 +69,9 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 
     mcfg = config.model
     model = build_temporal_model(mcfg, in_dim=int(train[0].embeddings.shape[1]))
-    faces = np.concatenate([v.embeddings[v.has_face].astype(np.float32) for v in train])
-    if len(faces):
-        model.set_normalization(faces.mean(0), faces.std(0))
+    mean, std, n_faces = face_feature_stats(train)  # streamed: the memory-mapped features are never gathered
+    if n_faces:
+        model.set_normalization(mean, std)
     model.to(device)
 
     data = WindowDataset(train, mcfg.window, mcfg.train_stride)
