@@ -162,7 +162,7 @@ def _map_npz_member(path: Path, member: str, expected: str, remedy: str) -> np.m
     if dtype.hasobject or count == 0:
         return None
     if offset + count * dtype.itemsize > start + info.file_size or start + info.file_size > path.stat().st_size:
-        raise BadFileError(path, f"is truncated: its member {member} is shorter than its header says",
+        raise BadFileError(path, f"is truncated or not an .npz archive ({member} is shorter than its header says)",
                            expected, remedy)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
