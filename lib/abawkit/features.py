@@ -2,12 +2,16 @@
 
 Each file holds ``embeddings`` (n, D) float16, ``has_face`` (n,) bool and ``logits`` (n, 8) float32 over frames
 1..n of the annotation (row 0 is frame 1); a frame without a crop has a zero embedding, zero logits and
-``has_face`` False. numpy alone opens it; :func:`load_video_features` reads one video's file and nothing else.
+``has_face`` False. numpy alone opens it; :func:`load_video_features` reads one video's file and nothing else,
+:func:`open_video_features` maps its embeddings instead of reading them.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Sequence
@@ -17,7 +21,7 @@ import tyro
 
 from .errors import UserError
 from .labels import NUM_CLASSES
-from .readers import load_npz
+from .readers import BadFileError, existing_file, load_npz
 
 
 class FeatureError(UserError, ValueError):
@@ -94,14 +98,20 @@ def video_frame_counts(manifest, splits: Sequence[str] | None = None) -> dict[st
     return counts
 
 
-def load_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[str, np.ndarray]:
-    """``embeddings``, ``has_face`` and ``logits`` of one subject (reads only that subject's file)."""
+_EXPECTED = "the cached features of {} (.npz with embeddings, has_face, logits)"
+_REMEDY = "re-run abawkit extract-features (notebook 03) for {}: delete this file and run it again"
+
+
+def _feature_file(features_dir: str | os.PathLike, video_id: str) -> Path:
     path = feature_path(features_dir, video_id)
     if not path.is_file():
         raise FeatureError(f"no cached features for {video_id}: {path} is missing; run abawkit extract-features "
                            f"(notebook 03) for this manifest")
-    out = load_npz(path, f"the cached features of {video_id} (.npz with embeddings, has_face, logits)",
-                   f"re-run abawkit extract-features (notebook 03) for {video_id}: delete this file and run it again")
+    return path
+
+
+def _checked(path: Path, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``out`` with the optional members filled in, after checking that the shapes agree."""
     emb = out.get("embeddings")
     if emb is None or emb.ndim != 2:
         raise FeatureError(f"{path} must hold 'embeddings' with shape (n, D)")
@@ -115,6 +125,78 @@ def load_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[
                            f"embeddings {emb.shape}; re-extract this video")
     out["has_face"] = out["has_face"].astype(bool)
     return out
+
+
+def load_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[str, np.ndarray]:
+    """``embeddings``, ``has_face`` and ``logits`` of one subject (reads only that subject's file, in full)."""
+    path = _feature_file(features_dir, video_id)
+    return _checked(path, load_npz(path, _EXPECTED.format(video_id), _REMEDY.format(video_id)))
+
+
+def _map_npz_member(path: Path, member: str, expected: str, remedy: str) -> np.memmap | None:
+    """A read-only memmap of the ``.npy`` member ``member`` stored uncompressed in the zip ``path``; None when it
+    is absent, compressed, encrypted, empty or in an .npy version other than 1.0/2.0 (the caller reads it then).
+
+    The member's data starts after the LOCAL file header (30 bytes + its own name and extra field, whose lengths
+    may differ from the central directory's) and the .npy header."""
+    try:
+        with open(path, "rb") as fh:
+            with zipfile.ZipFile(fh) as archive:
+                try:
+                    info = archive.getinfo(member)
+                except KeyError:
+                    return None
+            if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+                return None
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"no local zip header for {member}")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                return None
+            offset = fh.tell()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as exc:
+        raise BadFileError(path, f"is truncated or not an .npz archive ({type(exc).__name__}: {exc})",
+                           expected, remedy) from None
+    count = int(np.prod(shape))
+    if dtype.hasobject or count == 0:
+        return None
+    if offset + count * dtype.itemsize > start + info.file_size or start + info.file_size > path.stat().st_size:
+        raise BadFileError(path, f"is truncated or not an .npz archive ({member} is shorter than its header says)",
+                           expected, remedy)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def open_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[str, np.ndarray]:
+    """:func:`load_video_features` with ``embeddings`` as a read-only ``np.memmap`` into the ``.npz`` (the cache
+    is written uncompressed), so a window reads only its own rows; ``has_face`` and ``logits`` are read.
+
+    An archive whose ``embeddings`` cannot be mapped (``np.savez_compressed``, another .npy version) is read in
+    full instead, as by :func:`load_video_features`. Each map keeps one file descriptor open."""
+    path = _feature_file(features_dir, video_id)
+    expected, remedy = _EXPECTED.format(video_id), _REMEDY.format(video_id)
+    path = existing_file(path, expected, remedy)
+    emb = _map_npz_member(path, "embeddings.npy", expected, remedy)
+    if emb is None:
+        return load_video_features(features_dir, video_id)
+    out: dict[str, np.ndarray] = {"embeddings": emb}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in ("has_face", "logits"):
+                if key in data.files:
+                    out[key] = data[key]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise BadFileError(path, f"is truncated or not an .npz archive ({type(exc).__name__}: {exc})",
+                           expected, remedy) from None
+    return _checked(path, out)
 
 
 def labeled_embeddings(features_dir: str | os.PathLike, manifest,

@@ -13,19 +13,21 @@ from ..labels import IGNORE, NUM_CLASSES
 @dataclass
 class VideoFeatures:
     video_id: str
-    embeddings: np.ndarray  # (n, D) float16/float32
+    embeddings: np.ndarray  # (n, D) float16/float32; a read-only np.memmap when loaded with mmap=True
     has_face: np.ndarray  # (n,) bool
     logits: np.ndarray  # (n, 8) float32
     labels: np.ndarray  # (n,) int64, -1 = not annotated
 
 
-def load_videos(features_dir, manifest, video_ids) -> list[VideoFeatures]:
-    """Cached features plus labels; the row count must equal the annotation length."""
-    from ..features import FeatureError, load_video_features
+def load_videos(features_dir, manifest, video_ids, mmap: bool = True) -> list[VideoFeatures]:
+    """Cached features plus labels; the row count must equal the annotation length. ``mmap``: embeddings are
+    memory-mapped from the feature files (windows then read only their rows), else read into memory."""
+    from ..features import FeatureError, load_video_features, open_video_features
 
+    load = open_video_features if mmap else load_video_features
     out = []
     for vid in video_ids:
-        f = load_video_features(features_dir, vid)
+        f = load(features_dir, vid)
         labels = manifest.labels(vid)
         n = len(f["embeddings"])
         if len(labels) != n:
@@ -33,6 +35,41 @@ def load_videos(features_dir, manifest, video_ids) -> list[VideoFeatures]:
                                f"re-extract features with this manifest")
         out.append(VideoFeatures(vid, f["embeddings"], f["has_face"], f["logits"], labels))
     return out
+
+
+def face_feature_stats(videos: list[VideoFeatures], chunk: int = 16384, inputs=None,
+                       dim: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-dimension mean and std (ddof 0) of the embeddings of all face frames (or of ``inputs(embeddings,
+    logits)``, the encoder's input), and their count, streamed over ``chunk`` rows at a time (memory: one
+    float64 chunk, whatever the number of frames). ``dim``: the width returned when no frame has a face.
+
+    Float64 sums of x - k and (x - k)^2 with k the first face chunk's mean: mean = k + S1/N and
+    var = S2/N - (S1/N)^2, the shift keeping the subtraction from cancelling when |mean| >> std."""
+    s1 = s2 = shift = None
+    total = 0
+    for v in videos:
+        for start in range(0, len(v.embeddings), chunk):
+            face = np.asarray(v.has_face[start:start + chunk], bool)
+            if not face.any():
+                continue
+            x = np.asarray(v.embeddings[start:start + chunk])
+            if inputs is not None:
+                x = inputs(x, v.logits[start:start + chunk])
+            x = np.asarray(x)[face].astype(np.float64)
+            if shift is None:
+                shift, s1, s2 = x.mean(0), np.zeros(x.shape[1]), np.zeros(x.shape[1])
+            x -= shift
+            s1 += x.sum(0)
+            x *= x
+            s2 += x.sum(0)
+            total += len(x)
+    if not total:
+        if dim is None:
+            dim = int(videos[0].embeddings.shape[1]) if videos else 0
+        return np.zeros(dim, np.float32), np.ones(dim, np.float32), 0
+    m1 = s1 / total
+    var = np.maximum(s2 / total - m1 * m1, 0.0)
+    return (shift + m1).astype(np.float32), np.sqrt(var).astype(np.float32), total
 
 
 def window_starts(n: int, window: int, stride: int) -> list[int]:

@@ -60,7 +60,7 @@ def predict_split(temporal_dir: str | os.PathLike, features_dir: str | os.PathLi
     subject of ``splits``, with the post-processing fitted at training time (``postprocess.json``)."""
     from tqdm.auto import tqdm
 
-    from ..features import load_video_features
+    from ..features import open_video_features
     from ..postprocess import PostProcess
     from ..predictions import save_video_predictions
     from .model import load_temporal_model
@@ -71,7 +71,7 @@ def predict_split(temporal_dir: str | os.PathLike, features_dir: str | os.PathLi
     ids = [v for s in splits for v in manifest.video_ids(s)]
     written = []
     for vid in tqdm(ids, desc="predict", unit="video", disable=not progress):
-        f = load_video_features(features_dir, vid)
+        f = open_video_features(features_dir, vid)
         raw = softmax(predict_logits(model, f["embeddings"], f["has_face"], f["logits"]))
         probs = post.apply(raw, f["has_face"])
         written.append(save_video_predictions(out_dir, vid, probs, f["has_face"], probs_raw=raw))

@@ -97,28 +97,6 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     return summary
 
 
-def input_statistics(model, videos, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the encoder's input (``model.inputs_of``) over the face frames of ``videos``, in float64
-    sums over chunks of frames: memory does not grow with the data (a video's rows may be memory-mapped)."""
-    total = total_sq = None
-    count = 0
-    for v in videos:
-        for s in range(0, len(v.has_face), chunk):
-            face = np.asarray(v.has_face[s:s + chunk], bool)
-            if not face.any():
-                continue
-            x = np.asarray(model.inputs_of(np.asarray(v.embeddings[s:s + chunk]), v.logits[s:s + chunk]),
-                           np.float64)[face]
-            total = x.sum(0) if total is None else total + x.sum(0)
-            total_sq = (x * x).sum(0) if total_sq is None else total_sq + (x * x).sum(0)
-            count += len(x)
-    if not count:
-        dim = model.in_dim
-        return np.zeros(dim), np.ones(dim)
-    mean = total / count
-    return mean, np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-
-
 def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, extra: dict,
                 progress: bool | None = None) -> float:
     """Train an encoder on the videos ``train``, validating on ``val`` each epoch; write ``best.pt``,
@@ -128,13 +106,16 @@ def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, 
     from tqdm.auto import tqdm
 
     from ..io import write_csv
-    from .data import WindowDataset, balanced_window_weights, class_counts, class_weights
+    from .data import WindowDataset, balanced_window_weights, class_counts, class_weights, face_feature_stats
     from .model import build_temporal_model, save_temporal_checkpoint
 
     out_dir.mkdir(parents=True, exist_ok=True)
     mcfg = config.model
     model = build_temporal_model(mcfg, embed_dim=int(train[0].embeddings.shape[1]))
-    model.set_normalization(*input_statistics(model, train))
+    # streamed over the training face frames: the memory-mapped features are never gathered
+    mean, std, n_faces = face_feature_stats(train, inputs=model.inputs_of, dim=model.in_dim)
+    if n_faces:
+        model.set_normalization(mean, std)
     model.to(device)
 
     data = WindowDataset(train, mcfg.window, mcfg.train_stride)
