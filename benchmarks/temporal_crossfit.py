@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--eval-models", nargs="+", default=["full", "mean"],
                     help="features of the validation videos under cross-fitting (full, mean)")
     ap.add_argument("--preset", default="demo", help="TemporalTrainConfig preset")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="other TemporalTrainConfig settings for every run (e.g. residual_logits=true)")
     args = ap.parse_args()
 
     import pandas as pd
@@ -44,6 +46,9 @@ def main() -> None:
 
     manifest = load_manifest(args.manifest)
     out = Path(args.out)
+    import yaml
+
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}  # true, 0.5, null
     rows = []
     for m, frame_dir in enumerate(args.frame_models):
         k = int(read_folds(frame_dir)["fold"].max()) + 1
@@ -56,9 +61,9 @@ def main() -> None:
             for inputs in args.inputs:
                 for seed in args.seeds:
                     run = out / f"{features.name}_{inputs}_seed{seed}"
-                    config = build(TemporalTrainConfig, {"preset": args.preset, "inputs": inputs, "seed": seed,
-                                                         "progress": False, "features_dir": str(features),
-                                                         "manifest_dir": args.manifest, "out_dir": str(run)})
+                    values = {"preset": args.preset, **extra, "inputs": inputs, "seed": seed, "progress": False,
+                              "features_dir": str(features), "manifest_dir": args.manifest, "out_dir": str(run)}
+                    config = build(TemporalTrainConfig, values)
                     summary = train_temporal(config, manifest)
                     f1 = {r["stage"]: r["macro_f1"] for r in summary["comparison"]}
                     cv = {f"cv {r['stage']}": r["macro_f1"] for r in summary.get("cv", [])}

@@ -232,7 +232,7 @@ def train_folds(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = Non
     for fold in [*range(cfg.folds), FULL] if cfg.fold is None else [cfg.fold]:
         sub = cfg.with_(fold=None if fold == FULL else fold)
         folder = fold_dir(cfg.out_dir, fold)
-        if is_trained(folder, sub.to_dict(), ignore=("resume", "progress", "workers")):
+        if is_trained(folder, sub.to_dict(), ignore=("resume", "progress", "workers", "out_dir")):
             print(f"{folder}: trained already, skipped")
             results.append(TrainResult.recorded(folder))
             continue
