@@ -72,10 +72,17 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
              "crossfitted": crossfitted}
     best = fit_encoder(config, train, val, out_dir, device, extra)
     model, _ = load_temporal_model(out_dir / "best.pt", device)
-    # Post-processing is fitted on held-out TRAINING subjects, never on the validation split it is reported on.
-    fold = held if held else train
-    fit_info = {"fold": "holdout" if held else "train (no holdout available)", "fold_ids": [v.video_id for v in fold]}
-    post = fit_postprocess(_probs(model, fold), [v.has_face for v in fold], [v.labels for v in fold])
+    oof = cross_validate(config, train, folds, val, out_dir / "cv", device) if config.cv and crossfitted else []
+    # Post-processing is fitted on TRAINING subjects the encoder did not see, never on the validation split it is
+    # reported on: the held-out videos and, with cross-validation, every training video's out-of-fold prediction.
+    fold = list(held) if held else ([] if oof else list(train))
+    fold_probs = _probs(model, fold)
+    for _, videos, probs in oof:
+        fold += videos
+        fold_probs += probs
+    source = ("holdout" if held else "") + (" + cross-validation (out-of-fold)" if oof else "")
+    fit_info = {"fold": source.strip(" +") or "train (no holdout available)", "fold_ids": [v.video_id for v in fold]}
+    post = fit_postprocess(fold_probs, [v.has_face for v in fold], [v.labels for v in fold])
     post = type(post)(window=post.window, bias=post.bias, fill=post.fill, fit_info={**post.fit_info, **fit_info})
     post.save(out_dir / "postprocess.json")
     # The smoothing-only baseline: the same post-processing fitted on the frame model's probabilities.
@@ -87,10 +94,10 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     comparison = compare_stages(model, post, val, smooth)
     write_csv(out_dir / "comparison.csv", comparison)
     summary = {"best_val_macro_f1": best, "epochs": config.epochs, "crossfitted": crossfitted,
-               "postprocess": {"window": post.window, "bias": list(post.bias)},
+               "postprocess": {"window": post.window, "bias": list(post.bias), "fold": fit_info["fold"]},
                "comparison": comparison.to_dict(orient="records")}
-    if config.cv and crossfitted:
-        cv = cross_validate(config, train, folds, val, post, smooth, out_dir / "cv", device)
+    if oof:
+        cv = cv_report(oof, post, smooth)
         write_csv(out_dir / "cv.csv", cv)
         summary["cv"] = cv[cv["fold"] == "all"][["stage", "macro_f1"]].to_dict(orient="records")
     save_run_record(out_dir / "run_record.json", asdict(config), result=summary)
@@ -167,21 +174,16 @@ def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, 
     return best
 
 
-def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], val, post, smooth, out_dir: Path,
-                   device) -> pd.DataFrame:
-    """Per fold f of cross-fitted features: an encoder trained without fold f's videos (into ``out_dir/fold_f``),
-    and macro F1 on fold f's out-of-fold features of the frame model, + smoothing (``smooth``), + the temporal
-    encoder and + its post-processing (``post``; both fitted on the held-out videos). Rows per fold and ``all``
-    (every out-of-fold frame together): ``fold, videos, stage, macro_f1``."""
+def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], val, out_dir: Path,
+                   device) -> list[tuple[int, list, list[np.ndarray]]]:
+    """Per fold f of cross-fitted features: an encoder trained without fold f's videos (into ``out_dir/fold_f``,
+    selected on ``val`` like the main one) and its probabilities on fold f's videos: ``(f, videos, probs)``."""
     from tqdm.auto import tqdm
 
     from .model import load_temporal_model
 
-    stages = ("frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing")
-    rows, pooled = [], {name: [] for name in stages}
-    pooled_videos = []
-    ids = sorted(set(folds.values()))
-    for f in tqdm(ids, desc="cross-validation", unit="fold", disable=not config.progress):
+    out = []
+    for f in tqdm(sorted(set(folds.values())), desc="cross-validation", unit="fold", disable=not config.progress):
         inside = [v for v in train if folds[v.video_id] != f]
         held = [v for v in train if folds[v.video_id] == f]
         if not inside or not held:
@@ -189,8 +191,19 @@ def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], va
         fit_encoder(config, inside, val, out_dir / f"fold_{f}", device,
                     {"train_videos": [v.video_id for v in inside], "cv_fold": f}, progress=False)
         model, _ = load_temporal_model(out_dir / f"fold_{f}" / "best.pt", device)
+        out.append((f, held, _probs(model, held)))
+    return out
+
+
+def cv_report(oof, post, smooth) -> pd.DataFrame:
+    """Macro F1 per fold and over every out-of-fold frame (``fold = all``) of the frame model (its out-of-fold
+    logits), + smoothing (``smooth``), + the temporal encoder and + its post-processing (``post``): rows
+    ``fold, videos, stage, macro_f1``. ``post`` and ``smooth`` were fitted on these predictions too (with the
+    held-out videos), so their rows are slightly optimistic; the encoder rows are out-of-fold."""
+    stages = ("frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing")
+    rows, pooled, pooled_videos = [], {name: [] for name in stages}, []
+    for f, held, raw in oof:
         frame = [frame_model_probs(v) for v in held]
-        raw = _probs(model, held)
         probs = {"frame model": frame,
                  "frame model + smoothing": [smooth.apply(p, v.has_face) for p, v in zip(frame, held)],
                  "+ temporal encoder": raw,
