@@ -142,6 +142,13 @@ def test_temporal_stage_reports_cross_validation_on_cross_fitted_features(world,
         assert seen == set(folds.loc[folds["fold"] != f, "video_id"])
     comparison = pd.read_csv(out / "comparison.csv")
     assert "frame model + smoothing" in set(comparison["stage"])
+    # no held-out video in this manifest: by default the post-processing falls back to the training videos
+    assert json.loads((out / "postprocess.json").read_text())["fit_info"]["fold"] == "train (no holdout available)"
+    both = tmp_path / "temporal_cv_fit"
+    assert main(["train-temporal", "--features", str(feats), "--manifest", str(world["manifest"]), "--epochs", "1",
+                 "--post-fit", "holdout+cv", "--no-progress", "--out", str(both)]) == 0
+    info = json.loads((both / "postprocess.json").read_text())["fit_info"]
+    assert info["fold"] == "cross-validation (out-of-fold)" and set(info["fold_ids"]) == set(folds["video_id"])
 
 
 def test_temporal_stage_names_a_missing_video_and_a_wrong_frame_count(world, tmp_path, capsys):

@@ -94,6 +94,10 @@ class TemporalTrainConfig:
     """Gaussian noise on the training features, in units of each feature's standard deviation"""
     frame_drop: float = 0.2
     """share of face frames turned into no-face frames in each training window"""
+    post_fit: Literal["holdout", "holdout+cv"] = "holdout"
+    """what the post-processing (and the smoothing baseline) is fitted on: the held-out Train_Set videos, or
+    those plus every training video's out-of-fold prediction from the cross-validation (cross-fitted features;
+    on the demo it did worse: the folds' errors are not the validation videos', docs/temporal.md)"""
     cv: bool = True
     """with cross-fitted features (abawkit extract-features --folds K): also train one encoder per fold
     without that fold's videos and report frame model / + smoothing / + temporal encoder per fold on their
@@ -112,6 +116,8 @@ class TemporalTrainConfig:
         for name in ("feature_noise", "lr", "weight_decay", "loss_weight_power"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.post_fit not in ("holdout", "holdout+cv"):
+            raise ValueError(f"post_fit {self.post_fit!r}: expected holdout or holdout+cv")
         if not 0 <= self.frame_drop < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError(f"frame_drop and label_smoothing must be in [0, 1) "
                              f"(got {self.frame_drop}, {self.label_smoothing})")

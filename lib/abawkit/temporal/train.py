@@ -74,13 +74,14 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     model, _ = load_temporal_model(out_dir / "best.pt", device)
     oof = cross_validate(config, train, folds, val, out_dir / "cv", device) if config.cv and crossfitted else []
     # Post-processing is fitted on TRAINING subjects the encoder did not see, never on the validation split it is
-    # reported on: the held-out videos and, with cross-validation, every training video's out-of-fold prediction.
-    fold = list(held) if held else ([] if oof else list(train))
+    # reported on: the held-out videos and, with post_fit holdout+cv, every training video's out-of-fold prediction.
+    extend = oof if config.post_fit == "holdout+cv" else []
+    fold = list(held) if held else ([] if extend else list(train))
     fold_probs = _probs(model, fold)
-    for _, videos, probs in oof:
+    for _, videos, probs in extend:
         fold += videos
         fold_probs += probs
-    source = ("holdout" if held else "") + (" + cross-validation (out-of-fold)" if oof else "")
+    source = ("holdout" if held else "") + (" + cross-validation (out-of-fold)" if extend else "")
     fit_info = {"fold": source.strip(" +") or "train (no holdout available)", "fold_ids": [v.video_id for v in fold]}
     post = fit_postprocess(fold_probs, [v.has_face for v in fold], [v.labels for v in fold])
     post = type(post)(window=post.window, bias=post.bias, fill=post.fill, fit_info={**post.fit_info, **fit_info})
@@ -198,8 +199,8 @@ def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], va
 def cv_report(oof, post, smooth) -> pd.DataFrame:
     """Macro F1 per fold and over every out-of-fold frame (``fold = all``) of the frame model (its out-of-fold
     logits), + smoothing (``smooth``), + the temporal encoder and + its post-processing (``post``): rows
-    ``fold, videos, stage, macro_f1``. ``post`` and ``smooth`` were fitted on these predictions too (with the
-    held-out videos), so their rows are slightly optimistic; the encoder rows are out-of-fold."""
+    ``fold, videos, stage, macro_f1``. With ``post_fit`` holdout+cv, ``post`` and ``smooth`` were fitted on these
+    predictions too, so their rows are optimistic; the frame-model and encoder rows are out-of-fold."""
     stages = ("frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing")
     rows, pooled, pooled_videos = [], {name: [] for name in stages}, []
     for f, held, raw in oof:
