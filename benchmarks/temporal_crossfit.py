@@ -6,11 +6,12 @@ each with several inputs and seeds, and print validation macro F1 of frame model
 + temporal encoder / + post-processing, and the cross-validation over the training folds.
 
     abawkit train-frame --preset demo --folds 3 --seed S --out benchmarks/out/crossfit/seedS/frame_model
-    PYTHONPATH=lib python benchmarks/temporal_crossfit.py \\
-        --frame-models benchmarks/out/crossfit/seed0/frame_model benchmarks/out/crossfit/seed1/frame_model \\
-        --seeds 0 1 2
+    PYTHONPATH=lib python benchmarks/temporal_crossfit.py --frame-models benchmarks/out/crossfit/seedS/frame_model \\
+        --inputs embeddings --set residual_logits=true --out benchmarks/out/temporal_crossfit/mS_residual
+    PYTHONPATH=lib python benchmarks/temporal_crossfit.py --combine benchmarks/out/temporal_crossfit/*/results.csv
 
-Writes ``--out``/results.csv (one row per run) and prints the means (docs/temporal.md "Cross-fitting").
+Writes ``--out``/results.csv (one row per run) and prints the means; ``--combine`` prints the means over several
+such files (frame-model seeds run side by side; docs/temporal.md "Cross-fitting, measured").
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frame-models", nargs="+", required=True,
+    ap.add_argument("--combine", nargs="+", metavar="RESULTS_CSV",
+                    help="print the means over these results.csv files of earlier runs (one per frame model or "
+                         "setting) and exit")
+    ap.add_argument("--frame-models", nargs="+",
                     help="frame-model folders of abawkit train-frame --folds K (folds.csv, fold_i/best.pt, best.pt)")
     ap.add_argument("--manifest", default="data_manifests/demo")
     ap.add_argument("--crops", default="data/faces/demo/cropped_aligned")
@@ -36,6 +40,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import pandas as pd
+
+    if args.combine:
+        summarize(pd.concat([pd.read_csv(p) for p in args.combine], ignore_index=True))
+        return
+    if not args.frame_models:
+        ap.error("--frame-models is required (or --combine)")
 
     from abawkit.config import build
     from abawkit.features import FeatureConfig, extract_features
@@ -68,17 +78,29 @@ def main() -> None:
                     f1 = {r["stage"]: r["macro_f1"] for r in summary["comparison"]}
                     cv = {f"cv {r['stage']}": r["macro_f1"] for r in summary.get("cv", [])}
                     row = {"frame_model": frame_dir, "folds": folds, "eval_model": eval_model, "inputs": inputs,
-                           "seed": seed, **f1, **cv}
+                           "residual_logits": config.model.residual_logits, "seed": seed, **f1, **cv}
                     rows.append(row)
                     print(f"m{m} K={folds} {eval_model:<4} {inputs:<10} seed {seed}: "
                           + "  ".join(f"{k_} {v:.3f}" for k_, v in {**f1, **cv}.items()), flush=True)
                     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
-    table = pd.DataFrame(rows)
-    keys = ["folds", "eval_model", "inputs"]
-    print(f"\nmean over {len(args.frame_models)} frame model(s) x seeds {args.seeds} (validation macro F1; "
-          f"cv = out-of-fold training videos)")
-    print(table.drop(columns=["frame_model", "seed"]).groupby(keys, sort=False).mean().round(3).to_string())
+    summarize(pd.DataFrame(rows))
 
+
+def summarize(table) -> None:
+    """Means per (folds, eval model, inputs, residual) over frame models and seeds, and the encoder's gain."""
+    table = table.copy()
+    if "residual_logits" not in table:
+        table["residual_logits"] = False
+    keys = ["residual_logits", "folds", "eval_model", "inputs"]
+    n_models, seeds = table["frame_model"].nunique(), sorted(table["seed"].unique())
+    print(f"\nmean over {n_models} frame model(s) x seeds {seeds} (validation macro F1; cv = out-of-fold training "
+          f"videos)")
+    table["encoder gain"] = table["+ temporal encoder"] - table["frame model"]
+    table["encoder - smoothing"] = table["+ temporal encoder"] - table["frame model + smoothing"]
+    means = table.drop(columns=["frame_model", "seed"]).groupby(keys, sort=False).mean(numeric_only=True)
+    print(means.round(3).to_string())
+    wins = table.groupby(keys, sort=False)["encoder gain"].agg(lambda s: f"{int((s > 0).sum())}/{len(s)}")
+    print("\nruns where the encoder beats the frame model:\n" + wins.to_string())
 
 if __name__ == "__main__":
     main()

@@ -30,8 +30,8 @@ class TemporalConfig:
     """add the frame model's logits (times a learned scale) to the output"""
     inputs: Literal["embeddings", "logits", "both"] = "embeddings"
     """what the encoder reads per frame: the frame model's embeddings, its 8 logits, or both concatenated
-    (cross-fitted features come from K different models: their logits share one meaning, their embeddings
-    do not)"""
+    (cross-fitted features come from K different models whose logits share one meaning and embeddings do
+    not; on the demo the embeddings still did best, docs/temporal.md)"""
 
     def __post_init__(self) -> None:
         for name in ("window", "depth", "heads", "width"):
