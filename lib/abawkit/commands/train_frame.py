@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     from ..semisup.train import train_folds
 
     cfg = cli(TrainConfig, argv, prog=f"abawkit {NAME}",
-              epilog="example: abawkit train-frame --preset demo --algorithm supervised --steps 100 --out runs/sup\n"
+              epilog="example: abawkit train-frame --preset demo --algorithm supervised --steps 100 --out runs/sup; "
                      "cross-fitted, one fold per machine: abawkit train-frame ... --folds 3 --fold 0 (1, 2; then "
                      "--folds 3 without --fold trains what is missing, the model on every training video last)")
     results = train_folds(cfg)
