@@ -198,8 +198,8 @@ PseudoLabelHook = Callable[[int, list[str], np.ndarray, np.ndarray], None]
 
 def train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
     """Train the frame model of ``cfg`` (under torchrun when WORLD_SIZE > 1) and return its scores. The first
-    process holds the lock of the model's folder (OUT, or OUT/fold_i with ``fold``) meanwhile: a second training into it stops at once (when the
-    first is rank 0 of torchrun, torchrun then stops the other ranks).
+    process holds the lock of the model's folder (OUT, or OUT/fold_i with ``fold``) meanwhile: a second training
+    into it stops at once (when the first is rank 0 of torchrun, torchrun then stops the other ranks).
 
     ``on_pseudo_labels(step, paths, pseudo_labels, mask)``, called on each unlabeled step of rank 0, lets a
     benchmark that knows the unlabeled images' classes measure the pseudo-labels' precision and mask rate."""
