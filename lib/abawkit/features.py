@@ -190,7 +190,7 @@ def open_video_features(features_dir: str | os.PathLike, video_id: str) -> dict[
     out: dict[str, np.ndarray] = {"embeddings": emb}
     try:
         with np.load(path, allow_pickle=False) as data:
-            for key in ("has_face", "logits"):
+            for key in ("has_face", "logits", "source", "fold"):  # small members; embeddings stay mapped
                 if key in data.files:
                     out[key] = data[key]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:

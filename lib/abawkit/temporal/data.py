@@ -17,6 +17,7 @@ class VideoFeatures:
     has_face: np.ndarray  # (n,) bool
     logits: np.ndarray  # (n, 8) float32
     labels: np.ndarray  # (n,) int64, -1 = not annotated
+    fold: int | None = None  # the fold left out of the training of the model behind them (-1: none; None: unrecorded)
 
 
 def load_videos(features_dir, manifest, video_ids, mmap: bool = True) -> list[VideoFeatures]:
@@ -33,7 +34,8 @@ def load_videos(features_dir, manifest, video_ids, mmap: bool = True) -> list[Vi
         if len(labels) != n:
             raise FeatureError(f"{features_dir}/{vid}.npz has {n} rows but the annotation has {len(labels)} frames; "
                                f"re-extract features with this manifest")
-        out.append(VideoFeatures(vid, f["embeddings"], f["has_face"], f["logits"], labels))
+        out.append(VideoFeatures(vid, f["embeddings"], f["has_face"], f["logits"], labels,
+                                 int(f["fold"]) if "fold" in f else None))
     return out
 
 

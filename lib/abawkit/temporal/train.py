@@ -41,7 +41,6 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     import torch
 
-    from ..features import feature_path, recorded_source
     from ..io import write_csv
     from ..manifest import ManifestError, load_manifest
     from ..postprocess import fit_postprocess
@@ -65,7 +64,7 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     train, held, val = (load_videos(features_dir, manifest, ids) for ids in (train_ids, held_ids, val_ids))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # the fold each training video's features left out of their model's training (None: not cross-fitted)
-    folds = {vid: recorded_source(feature_path(features_dir, vid))[1] for vid in train_ids}
+    folds = {v.video_id: v.fold for v in train}
     crossfitted = all(f is not None and f >= 0 for f in folds.values())
 
     extra = {"train_config": asdict(config), "train_videos": train_ids, "holdout_videos": held_ids,
@@ -204,11 +203,7 @@ def cv_report(oof, post, smooth) -> pd.DataFrame:
     stages = ("frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing")
     rows, pooled, pooled_videos = [], {name: [] for name in stages}, []
     for f, held, raw in oof:
-        frame = [frame_model_probs(v) for v in held]
-        probs = {"frame model": frame,
-                 "frame model + smoothing": [smooth.apply(p, v.has_face) for p, v in zip(frame, held)],
-                 "+ temporal encoder": raw,
-                 "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, held)]}
+        probs = stage_probs(held, raw, post, smooth)
         names = " ".join(v.video_id for v in held)
         for name in stages:
             rows.append({"fold": str(f), "videos": names, "stage": name,
@@ -230,18 +225,23 @@ def frame_model_probs(v) -> np.ndarray:
     return fill_no_face(softmax(v.logits), v.has_face)
 
 
-def compare_stages(model, post, val, smooth=None) -> pd.DataFrame:
-    """Rows ``frame model``, ``frame model + smoothing`` (with ``smooth``: the post-processing fitted on the
-    frame model's probabilities), ``+ temporal encoder``, ``+ post-processing``: macro F1 and per-class F1."""
-    raw = _probs(model, val)
-    frame = [frame_model_probs(v) for v in val]
+def stage_probs(videos, raw, post, smooth=None) -> dict[str, list[np.ndarray]]:
+    """Per-video probabilities of each stage: ``frame model``, ``frame model + smoothing`` (with ``smooth``: the
+    post-processing fitted on the frame model's probabilities), ``+ temporal encoder`` (``raw``, the encoder's)
+    and ``+ post-processing`` (``post`` on ``raw``)."""
+    frame = [frame_model_probs(v) for v in videos]
     stages = {"frame model": frame}
     if smooth is not None:
-        stages["frame model + smoothing"] = [smooth.apply(p, v.has_face) for p, v in zip(frame, val)]
+        stages["frame model + smoothing"] = [smooth.apply(p, v.has_face) for p, v in zip(frame, videos)]
     stages.update({"+ temporal encoder": raw,
-                   "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, val)]})
+                   "+ post-processing": [post.apply(p, v.has_face) for p, v in zip(raw, videos)]})
+    return stages
+
+
+def compare_stages(model, post, val, smooth=None) -> pd.DataFrame:
+    """Rows of :func:`stage_probs` on ``val``: macro F1 and per-class F1."""
     rows = []
-    for name, probs in stages.items():
+    for name, probs in stage_probs(val, _probs(model, val), post, smooth).items():
         rep = _report(val, probs)
         rows.append({"stage": name, "macro_f1": rep.macro_f1, **dict(zip(CLASSES, rep.per_class_f1))})
     return pd.DataFrame(rows, columns=["stage", "macro_f1", *CLASSES])
