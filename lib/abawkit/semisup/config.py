@@ -154,9 +154,13 @@ class TrainConfig:
     }
 
     # data
-    labeled_csv: Annotated[str | None, tyro.conf.arg(metavar="CSV")] = None
-    """CSV with columns path,label (label 0..7 or class name; paths relative to the CSV's folder), instead of
-    --manifest/--crops (e.g. AffectNet)"""
+    labeled_csv: Annotated[tuple[str, ...], tyro.conf.arg(metavar="CSV"), tyro.conf.UseAppendAction] = ()
+    """CSV with columns path,label (label 0..7 or class name; paths relative to the CSV's folder), repeatable: with
+    --manifest/--crops, added to its Train_Set frames (e.g. select-faces' selected.csv, distill's distilled.csv);
+    without, the labeled data (e.g. AffectNet)"""
+    labeled_weight: Annotated[tuple[float, ...], tyro.conf.arg(metavar="W"), tyro.conf.UseAppendAction] = ()
+    """sampling weight of each --labeled-csv's images, in their order (default 1 each; the manifest's frames: 1):
+    within a class of the class-uniform batches, an image is drawn with probability proportional to its weight"""
     manifest_dir: Annotated[str | None, tyro.conf.arg(name="manifest", metavar="DIR")] = None
     """manifest folder (abawkit manifest): its Train_Set frames are the labeled data"""
     crops_dir: Annotated[str | None, tyro.conf.arg(name="crops", metavar="DIR")] = None
@@ -243,6 +247,13 @@ class TrainConfig:
     """progress bar"""
 
     def __post_init__(self) -> None:
+        if isinstance(self.labeled_csv, str):  # TrainConfig(labeled_csv="one.csv") in Python code
+            object.__setattr__(self, "labeled_csv", (self.labeled_csv,))
+        if self.labeled_weight and len(self.labeled_weight) != len(self.labeled_csv):
+            raise ValueError(f"labeled_weight {list(self.labeled_weight)}: give one weight per --labeled-csv "
+                             f"({len(self.labeled_csv)} CSV(s)), or none")
+        if any(not w > 0 for w in self.labeled_weight):
+            raise ValueError(f"labeled_weight {list(self.labeled_weight)}: expected positive weights")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer {self.optimizer!r}: expected adamw or sgd")
         if self.input_norm not in ("none", "per-image"):
@@ -274,7 +285,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["unlabeled_dirs"] = list(self.unlabeled_dirs)
+        for name in ("unlabeled_dirs", "labeled_csv", "labeled_weight"):
+            data[name] = list(getattr(self, name))
         return data
 
     @classmethod

@@ -64,9 +64,9 @@ def fold_table(cfg: TrainConfig, manifest=None) -> pd.DataFrame | None:
 
     if cfg.folds == 1:
         return None
-    if not cfg.manifest_dir or cfg.labeled_csv:
+    if not cfg.manifest_dir or not cfg.crops_dir:
         raise FoldError(f"--folds {cfg.folds} splits the manifest's Train_Set videos: pass --manifest DIR and "
-                        f"--crops DIR (not --labeled-csv)")
+                        f"--crops DIR (a --labeled-csv joins the training of every fold)")
     if manifest is None:
         from ..manifest import load_manifest
 
@@ -95,15 +95,17 @@ def load_tables(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, li
         from ..folds import fold_videos
 
         left_out = fold_videos(fold_table(cfg, manifest), cfg.fold)
-    if cfg.labeled_csv:
-        train = frames_from_csv(cfg.labeled_csv)
-    elif manifest is not None and cfg.crops_dir:
-        train = frames_from_manifest(manifest, cfg.crops_dir, cfg.train_split, cfg.frame_stride)
+    parts = []
+    if manifest is not None and cfg.crops_dir:
+        frames = frames_from_manifest(manifest, cfg.crops_dir, cfg.train_split, cfg.frame_stride)
         # the temporal stage fits its post-processing on these videos: they must be unseen
         unseen = set(manifest.video_ids(holdout=True)) | set(left_out)
-        train = train[~train["video_id"].isin(unseen)].reset_index(drop=True)
-    else:
+        parts.append(frames[~frames["video_id"].isin(unseen)].assign(source="manifest", weight=1.0))
+    weights = cfg.labeled_weight or (1.0,) * len(cfg.labeled_csv)
+    parts += [frames_from_csv(csv).assign(source=str(csv), weight=float(w)) for csv, w in zip(cfg.labeled_csv, weights)]
+    if not parts:
         raise DataError("give the labeled data: --labeled-csv FILE, or --manifest DIR with --crops DIR")
+    train = pd.concat(parts, ignore_index=True)
     if cfg.val_csv:
         val = frames_from_csv(cfg.val_csv)
     elif manifest is not None and cfg.crops_dir and cfg.val_split:
@@ -333,8 +335,10 @@ def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) ->
 
         weak, strong = weak_transform(mcfg, cfg.colour_aug), strong_transform(mcfg, cfg.colour_aug)
         labels = train_table["label"].to_numpy()
+        weights = train_table["weight"].to_numpy()
         lab_iter = loader(LabeledImages(train_table, weak),
-                          ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank, start_batch=start))
+                          ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank, start_batch=start,
+                                                   weights=weights))
         unl_iter = h_iter = None
         if algo.uses_unlabeled:
             # no unlabeled batch is drawn during the algorithm's warm-up: the stream continues at the batches drawn
@@ -345,7 +349,7 @@ def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) ->
             if algo.needs_h_batch:  # the feedback's second labeled batch: a stream of its own
                 h_iter = loader(LabeledImages(train_table, weak),
                                 ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank,
-                                                         start_batch=unl_done, stream=53))
+                                                         start_batch=unl_done, stream=53, weights=weights))
 
         def teacher_pass():
             """Weak views of the same ``init_images`` unlabeled images on every run of this seed (each rank its
@@ -362,8 +366,9 @@ def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) ->
             out.mkdir(parents=True, exist_ok=True)
         params = {**cfg.to_dict(), "world_size": D.world_size(), "n_labeled": len(train_table),
                   "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
-                  "train_videos": sorted(train_table["video_id"].unique()) if "video_id" in train_table else None,
-                  "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist()}
+                  "train_videos": sorted(train_table["video_id"].dropna().unique()) if "video_id" in train_table else None,
+                  "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist(),
+                  "labeled_sources": train_table.groupby("source", sort=False).size().to_dict()}
 
         def evaluate() -> dict[str, float]:
             if val_table is None:
