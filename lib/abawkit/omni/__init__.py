@@ -1,0 +1,1 @@
+"""omni-supervised learning: selection of unlabeled faces and dataset distillation (Liu et al. 2021)"""
