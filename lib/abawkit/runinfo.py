@@ -14,7 +14,7 @@ from typing import Any
 from .io import write_json
 
 _PACKAGES = (
-    "abawkit", "torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "scikit-image",
+    "abawkit", "torch", "torchvision", "timm", "kornia", "numpy", "pandas", "scikit-learn", "scikit-image",
     "decord", "mediapipe", "opencv-contrib-python", "papermill",
 )
 
