@@ -1,5 +1,5 @@
 """Stage 02 on the demo data at CPU scale: train one frame model with the given settings and print its
-validation macro F1 and wall time (optionally then stages 03-04 on it: frame -> temporal -> post-processed).
+validation macro F1 and wall time (optionally then stages 04-05 on it: frame -> temporal -> post-processed).
 
     PYTHONPATH=lib python benchmarks/demo_frame_model.py --algorithm full --steps 300 --image-size 64
     PYTHONPATH=lib python benchmarks/demo_frame_model.py ... --chain     # + feature cache and temporal encoder

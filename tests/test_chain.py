@@ -1,4 +1,4 @@
-"""The whole demo chain (pipelines/demo.yaml, notebooks 00-06) through papermill on the tiny demo tree.
+"""The whole demo chain (pipelines/demo.yaml, notebooks 00-07) through papermill on the tiny demo tree.
 
 Only sizes and paths are overridden (tiny steps and epochs, files under tmp): every notebook, every
 library call and the runner are the ones `make demo` uses. This checks plumbing and outputs, not accuracy.
@@ -77,7 +77,7 @@ def test_each_notebook_reports_what_it_wrote(chain, tiny_demo):
                                                            "run_record.json", "summary.csv"}
     assert metrics["frame_features"]["videos"] == len(manifest.videos)
     assert 0.0 <= metrics["report"]["val_macro_f1"] <= 1.0 and "comparison_final_macro_f1" in metrics["report"]
-    report_nb = json.loads((run_dir / "06_report.ipynb").read_text())
+    report_nb = json.loads((run_dir / "07_report.ipynb").read_text())
     assert sum("image/png" in o.get("data", {}) for c in report_nb["cells"] for o in c.get("outputs", [])) == 4
     assert 0 <= metrics["submission"]["test_macro_f1"] <= 1 and metrics["submission"]["submission"].endswith(".zip")
     for vid in manifest.video_ids("Validation_Set") + manifest.video_ids("Test_Set"):

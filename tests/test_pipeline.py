@@ -28,11 +28,12 @@ CONTRACT = {
                                "use_organizer_crops", "overwrite"],
     "02_semisup_pretrain.ipynb": ["manifest_dir", "crops_dir", "unlabeled_dirs", "algorithm", "backbone",
                                   "image_size", "steps", "out_dir", "seed"],
-    "03_frame_features.ipynb": ["checkpoint", "crops_dir", "manifest_dir", "features_dir"],
-    "04_temporal_encoder.ipynb": ["features_dir", "manifest_dir", "out_dir", "window", "epochs", "seed"],
-    "05_submission.ipynb": ["manifest_dir", "features_dir", "temporal_dir", "predictions_dir", "submission_dir",
+    "03_select_distill.ipynb": ["checkpoint", "manifest_dir", "crops_dir", "image_dirs", "out_dir", "per_class"],
+    "04_frame_features.ipynb": ["checkpoint", "crops_dir", "manifest_dir", "features_dir"],
+    "05_temporal_encoder.ipynb": ["features_dir", "manifest_dir", "out_dir", "window", "epochs", "seed"],
+    "06_submission.ipynb": ["manifest_dir", "features_dir", "temporal_dir", "predictions_dir", "submission_dir",
                             "truth_dir"],
-    "06_report.ipynb": ["manifest_dir", "temporal_dir", "predictions_dir", "runs_root"],
+    "07_report.ipynb": ["manifest_dir", "temporal_dir", "predictions_dir", "runs_root"],
 }
 
 
@@ -396,9 +397,9 @@ def test_report_library_builds_and_saves_figures(tiny_manifest, report_inputs, t
     for p in report.files:
         assert p.stat().st_size > (5000 if p.suffix == ".png" else 20)
     assert report.metrics()["val_macro_f1"] == pytest.approx(val.report.macro_f1)
-    with pytest.raises(ReportError, match=r"comparison.csv is missing.*04_temporal_encoder"):
+    with pytest.raises(ReportError, match=r"comparison.csv is missing.*05_temporal_encoder"):
         build_report(tiny_manifest.path, tmp_path / "nothing", report_inputs / "predictions", None)
-    with pytest.raises(ReportError, match=r"is missing.*05_submission"):
+    with pytest.raises(ReportError, match=r"is missing.*06_submission"):
         build_report(tiny_manifest.path, report_inputs / "temporal", tmp_path / "nothing", None)
 
 

@@ -1,7 +1,7 @@
 """Options added for the demo scale: the supervised warm-up of the semi-supervised algorithms
 (SemiSupConfig.unlabeled_warmup: no pseudo-label loss and no threshold / debiasing state change before it ends,
 the feedback teacher still learns, the loop's global step decides it) and the training videos left out for stage
-04 (the manifest's holdout column)."""
+05 (the manifest's holdout column)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_negative_warmup_is_an_error():
 
 
 def test_the_frame_model_leaves_out_the_manifests_held_out_videos(tiny_demo, tiny_manifest, tmp_path):
-    """The frame model must not see the subjects whose frames fit the post-processing (stage 04): otherwise the
+    """The frame model must not see the subjects whose frames fit the post-processing (stage 05): otherwise the
     window and biases are tuned on memorised frames (on the demo: post-processing 0.63 < frame model 0.81)."""
     from helpers_semisup import truth_crops
 

@@ -14,13 +14,15 @@ from abawkit import config as settings
 from abawkit.faces.extract import FacesConfig
 from abawkit.features import FeatureConfig
 from abawkit.manifest import ManifestConfig
+from abawkit.omni.config import DistillConfig
+from abawkit.omni.select import SelectConfig
 from abawkit.report import ReportConfig
 from abawkit.semisup.config import SemiSupConfig, TrainConfig
 from abawkit.temporal.config import PredictConfig, TemporalTrainConfig
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-CONFIGS = [ManifestConfig, FacesConfig, TrainConfig, FeatureConfig, TemporalTrainConfig, PredictConfig, ReportConfig]
+CONFIGS = [ManifestConfig, FacesConfig, TrainConfig, SelectConfig, DistillConfig, FeatureConfig, TemporalTrainConfig, PredictConfig, ReportConfig]
 
 
 def _stage(notebook: Path):
@@ -41,7 +43,7 @@ STAGED = [nb for nb in NOTEBOOKS if _stage(nb)]
 
 
 def test_every_notebook_names_its_stages_config():
-    assert STAGED == NOTEBOOKS and len(NOTEBOOKS) == 7
+    assert STAGED == NOTEBOOKS and len(NOTEBOOKS) == 8
 
 
 @pytest.mark.parametrize("notebook", STAGED, ids=lambda p: p.stem)

@@ -99,14 +99,14 @@ def video_frame_counts(manifest, splits: Sequence[str] | None = None) -> dict[st
 
 
 _EXPECTED = "the cached features of {} (.npz with embeddings, has_face, logits)"
-_REMEDY = "re-run abawkit extract-features (notebook 03) for {}: delete this file and run it again"
+_REMEDY = "re-run abawkit extract-features (notebook 04) for {}: delete this file and run it again"
 
 
 def _feature_file(features_dir: str | os.PathLike, video_id: str) -> Path:
     path = feature_path(features_dir, video_id)
     if not path.is_file():
         raise FeatureError(f"no cached features for {video_id}: {path} is missing; run abawkit extract-features "
-                           f"(notebook 03) for this manifest")
+                           f"(notebook 04) for this manifest")
     return path
 
 

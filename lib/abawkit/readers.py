@@ -24,7 +24,7 @@ from .errors import UserError
 #: wrong place).
 CHECKPOINT_KINDS = {
     "abawkit-frame-model/1": ("frame-model checkpoint", "abawkit train-frame (notebook 02)"),
-    "abawkit-temporal/1": ("temporal checkpoint", "abawkit train-temporal (notebook 04)"),
+    "abawkit-temporal/1": ("temporal checkpoint", "abawkit train-temporal (notebook 05)"),
 }
 
 _MAGIC = {b"PK\x03\x04": "a zip archive", b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",

@@ -1,5 +1,5 @@
 """``abawkit predict``: per-frame class probabilities of a trained temporal run for any split(s) (options from
-:class:`abawkit.temporal.config.PredictConfig`, as notebook 05)."""
+:class:`abawkit.temporal.config.PredictConfig`, as notebook 06)."""
 
 from __future__ import annotations
 
