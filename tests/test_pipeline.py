@@ -321,7 +321,8 @@ def test_every_notebook_declares_the_contract_parameters_and_demo_yaml_fits():
         missing = [n for n in CONTRACT.get(nb.name, []) if n not in declared]
         assert not missing, f"{nb.name} lacks the contract parameter(s) {missing}"
     demo = load_pipeline(REPO / "pipelines" / "demo.yaml")
-    assert [Path(s.notebook).name for s in demo.stages] == sorted(CONTRACT)
+    # notebook 03 (selection, distillation) is a stage users add: on the demo it did not help (docs/omni.md)
+    assert [Path(s.notebook).name for s in demo.stages] == sorted(set(CONTRACT) - {"03_select_distill.ipynb"})
     by_name = {s.name: s for s in resolve(demo, REPO, "runs/demo")}
     # every stage passes the contract's demo paths, so the stages read what the one before wrote
     expected = {"semisup_pretrain": ("out_dir", "runs/demo/frame_model"),
