@@ -366,7 +366,8 @@ def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) ->
             out.mkdir(parents=True, exist_ok=True)
         params = {**cfg.to_dict(), "world_size": D.world_size(), "n_labeled": len(train_table),
                   "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
-                  "train_videos": sorted(train_table["video_id"].dropna().unique()) if "video_id" in train_table else None,
+                  "train_videos": (sorted(train_table["video_id"].dropna().unique())
+                                   if "video_id" in train_table else None),
                   "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist(),
                   "labeled_sources": train_table.groupby("source", sort=False).size().to_dict()}
 
