@@ -8,7 +8,8 @@ unlabeled folder (real faces with no acted expression: off-class, they should be
 1. Selection, K per class: precision of the selected labels against the known classes (per class and pooled)
    and the share of off-class (LFW) faces selected, for the prototype rule and two simpler rules (the
    classifier's confidence alone, random faces per predicted class).
-2. Training (same steps, the primitive model's settings): labeled alone / + the selected set / + the distilled
+2. Training (same steps, the primitive model's settings): labeled alone / + the selected set (sampling weight 1,
+   and 0.5) / + the distilled
    set (K = 1 and 10 per class, from labeled + selected) / + 10 random selected images per class; last
    checkpoint's validation macro F1 and training time.
 3. Distillation time and peak memory per class (the distill summary).
@@ -33,7 +34,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from semisup_ablation import few_label_split, render_truth  # noqa: E402
 
-TRAIN_ROWS = ["labeled alone", "+ selected", "+ distilled K=1", "+ distilled K=10", "+ 10 random selected/class"]
+TRAIN_ROWS = ["labeled alone", "+ selected", "+ selected, weight 0.5", "+ distilled K=1", "+ distilled K=10",
+              "+ 10 random selected/class"]
 
 
 def off_class_folder(raw_dir: str, out: Path) -> Path:
@@ -56,7 +58,7 @@ def train_row(out: Path, name: str, seed: int, csvs: list[Path], weights: list[f
     from abawkit.semisup.config import TrainConfig, preset
     from abawkit.semisup.train import predict, train
 
-    slug = name.replace(" ", "_").replace("+", "p").replace("/", "_").replace("=", "")
+    slug = name.replace(" ", "_").replace("+", "p").replace("/", "_").replace("=", "").replace(",", "")
     cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug}_s{seed}"), labeled_csv=tuple(map(str, csvs)),
                       labeled_weight=tuple(weights), val_csv=str(val_csv), workers=0, seed=seed, progress=False,
                       eval_every=settings["steps"], ckpt_every=settings["steps"],
@@ -154,6 +156,7 @@ def main() -> None:
             print(sel_rows[-1], flush=True)
         selected = out / "selected" / f"similarity_s{seed}" / "selected.csv"
         run("+ selected", seed, [labeled_csv, selected], [1.0, args.selected_weight])
+        run("+ selected, weight 0.5", seed, [labeled_csv, selected], [1.0, 0.5])
         for k in (1, 10):
             dist_dir = out / "distilled" / f"k{k}_s{seed}"
             res = distill(build(DistillConfig, dict(preset="demo", labeled_csvs=(str(labeled_csv), str(selected)),
@@ -163,7 +166,7 @@ def main() -> None:
             dist_rows += res.summary.assign(K=k, seed=seed).to_dict("records")
             run(f"+ distilled K={k}", seed, [labeled_csv, dist_dir / "distilled.csv"], [1.0, 1.0])
         sel = pd.read_csv(selected)
-        sub = sel.groupby("label", group_keys=False).apply(lambda g: g.sample(min(10, len(g)), random_state=seed))
+        sub = sel.sample(frac=1.0, random_state=seed).groupby("label").head(10)
         sub_csv = out / "selected" / f"random10_s{seed}.csv"
         sub.assign(path=[str((selected.parent / p).resolve()) for p in sub["path"]]).to_csv(sub_csv, index=False)
         run("+ 10 random selected/class", seed, [labeled_csv, sub_csv], [1.0, 1.0])
