@@ -100,8 +100,10 @@ class SelectError(UserError, ValueError):
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero)."""
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """Rows scaled to unit length, a zero row left zero (scikit-learn's ``normalize``)."""
+    from sklearn.preprocessing import normalize as unit_rows
+
+    return unit_rows(x)
 
 
 def class_prototypes(embeddings: np.ndarray, labels: np.ndarray, per_class: int = 1,
@@ -251,9 +253,7 @@ def prototypes_from(model, table: pd.DataFrame, cfg: SelectConfig) -> tuple[np.n
             part = one_hot.T @ z[ok]
             sums = part if sums is None else sums + part
         present = np.flatnonzero(counts > 0)
-        means = sums[present] / counts[present, None]
-        centre = means.mean(0)
-        return normalize(means - centre), present, centre, counts
+        return (*class_prototypes(sums[present] / counts[present, None], present), counts)  # a mean per class
     rng = np.random.default_rng(cfg.seed)
     keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:5000] for c in np.flatnonzero(counts)])
     sub = table.iloc[np.sort(keep)].reset_index(drop=True)
