@@ -1,6 +1,6 @@
 """Test/benchmark helper: face crops cut around the demo's TRUE face boxes (render_truth), in the crops layout.
 
-Stage 01 (face extraction) writes the real crops; this stands in for it so stage 02 can be tested alone.
+Stage 01 (face extraction) writes the real crops; this stands in for it so stage 03 can be tested alone.
 It reads ``render_truth/``, which the pipeline itself never does.
 """
 

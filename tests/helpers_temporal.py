@@ -1,5 +1,5 @@
 """Test/benchmark scaffolding for the temporal stage: face crops cut around the demo's TRUE face boxes
-(``render_truth/``) and a quick frame model, so stages 04-06 run before stages 01/02 exist. Never used by
+(``render_truth/``) and a quick frame model, so stages 05-07 run before stages 01/03 exist. Never used by
 the product path."""
 
 from __future__ import annotations

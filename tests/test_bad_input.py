@@ -78,8 +78,8 @@ def random_weights(w, tmp):
             "--image-size", "32", "--steps", "1", "--out", str(tmp / "o")], bad
 
 
-def frame_checkpoint_as_weights(w, tmp):
-    bad = _copy(w["frame"], tmp / "best.pt")
+def temporal_checkpoint_as_weights(w, tmp):  # a frame checkpoint is welcome (a second stage starts from it)
+    bad = _copy(w["temporal"] / "best.pt", tmp / "best.pt")
     return ["train-frame", "--algorithm", "supervised", "--labeled-csv", str(w["csv"]), "--weights", str(bad),
             "--image-size", "32", "--steps", "1", "--out", str(tmp / "o")], bad
 
@@ -166,7 +166,7 @@ def config_not_a_mapping(w, tmp):
 
 
 CASES = [random_checkpoint, temporal_as_frame_checkpoint, timm_weights_as_checkpoint, truncated_checkpoint,
-         zero_byte_crop, random_weights, frame_checkpoint_as_weights, binary_labeled_csv, zip_as_labeled_csv,
+         zero_byte_crop, random_weights, temporal_checkpoint_as_weights, binary_labeled_csv, zip_as_labeled_csv,
          truncated_features_train, truncated_features_predict, frame_checkpoint_to_predict, binary_submission_check,
          binary_submission_evaluate, binary_annotation, binary_videos_table, pipeline_not_a_mapping,
          config_not_a_mapping]
@@ -174,7 +174,7 @@ CASES = [random_checkpoint, temporal_as_frame_checkpoint, timm_weights_as_checkp
 SAYS = {"random_checkpoint": "not a readable PyTorch file", "temporal_as_frame_checkpoint": "is an abawkit temporal",
         "timm_weights_as_checkpoint": "plain model weights", "truncated_checkpoint": "truncated",
         "zero_byte_crop": "empty (0 bytes)", "random_weights": "not a readable PyTorch file",
-        "frame_checkpoint_as_weights": "is an abawkit frame-model checkpoint", "binary_labeled_csv": "not text",
+        "temporal_checkpoint_as_weights": "is an abawkit temporal checkpoint", "binary_labeled_csv": "not text",
         "zip_as_labeled_csv": "a zip archive", "truncated_features_train": "truncated or not an .npz",
         "truncated_features_predict": "truncated or not an .npz", "frame_checkpoint_to_predict":
         "is an abawkit frame-model checkpoint", "binary_submission_check": "not text",

@@ -1,4 +1,5 @@
-"""The whole demo chain (pipelines/demo.yaml, notebooks 00-07; 03 beside it) through papermill on the tiny demo tree.
+"""The whole demo chain (pipelines/demo.yaml, notebooks 00-08; 02 and 04 beside it) through papermill on the tiny
+demo tree.
 
 Only sizes and paths are overridden (tiny steps and epochs, files under tmp): every notebook, every
 library call and the runner are the ones `make demo` uses. This checks plumbing and outputs, not accuracy.
@@ -42,16 +43,29 @@ def chain(tiny_demo, tmp_path_factory):
     run_dir = root / "runs" / "tiny"
     logs: list[str] = []
     record = run_pipeline(pipeline, run_dir, root=REPO, log=logs.append)
-    # notebook 03 (selection, distillation) is not a stage of demo.yaml: it runs here on the chain's frame model
+    # notebook 04 (selection, distillation) is not a stage of demo.yaml: it runs here on the chain's frame model
     import papermill as pm
 
-    pm.execute_notebook(str(REPO / "notebooks" / "03_select_distill.ipynb"), str(run_dir / "03_select_distill.ipynb"),
+    pm.execute_notebook(str(REPO / "notebooks" / "04_select_distill.ipynb"), str(run_dir / "04_select_distill.ipynb"),
                         parameters=dict(checkpoint=str(run_dir / "frame_model" / "best.pt"), manifest_dir=str(manifest),
                                         crops_dir=str(faces / "cropped_aligned"),
                                         image_dirs=[str(root / "unlabeled" / "cropped_aligned")],
                                         out_dir=str(run_dir / "selected"), distilled_dir=str(run_dir / "distilled"),
                                         per_class=4, rule="random", distill_per_class=1,
                                         distill_iterations=2),
+                        kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
+    # notebook 02 (MAE face pretraining) neither: a few steps, then notebook 03 fine-tunes its encoder.pt
+    pm.execute_notebook(str(REPO / "notebooks" / "02_pretrain_mae.ipynb"), str(run_dir / "02_pretrain_mae.ipynb"),
+                        parameters=dict(images_dirs=[str(root / "unlabeled" / "cropped_aligned")],
+                                        manifest_dir=str(manifest), crops_dir=str(faces / "cropped_aligned"),
+                                        out_dir=str(run_dir / "mae"), image_size=32, patch_size=8, decoder_width=32,
+                                        decoder_depth=1, decoder_heads=2, steps=4, batch_size=8, workers=0),
+                        kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
+    pm.execute_notebook(str(REPO / "notebooks" / "03_semisup_pretrain.ipynb"), str(root / "stage1.ipynb"),
+                        parameters=dict(manifest_dir=str(manifest), crops_dir=str(faces / "cropped_aligned"),
+                                        weights=str(run_dir / "mae" / "encoder.pt"), image_size=32,
+                                        algorithm="supervised", mix="facemix", layer_decay=0.75, steps=2,
+                                        out_dir=str(root / "stage1"), workers=0),
                         kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
     return root, run_dir, record, pipeline
 
@@ -70,6 +84,10 @@ def test_every_notebook_runs_and_the_record_holds_it(chain):
     selected = pd.read_csv(run_dir / "selected" / "selected.csv")
     assert len(selected) and (run_dir / "selected" / "selected.png").is_file()
     assert (run_dir / "distilled" / "distilled.csv").is_file() and (run_dir / "distilled" / "distilled.png").is_file()
+    assert (run_dir / "mae" / "encoder.pt").is_file() and (run_dir / "mae" / "reconstructions.png").is_file()
+    stage1 = json.loads((root / "stage1" / "run_record.json").read_text())["params"]
+    assert (stage1["model"]["backbone"], stage1["model"]["patch_size"]) == ("vit_tiny_patch16_224", 8)
+    assert stage1["face_boxes"]["index"] > 0  # FaceMix's boxes from extract-faces' index
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["versions"]["torch"] and saved["versions"]["mediapipe"] and saved["device"]["cpu_count"] >= 1
     assert saved["stages"]["semisup_pretrain"]["parameters"]["steps"] == 4

@@ -26,14 +26,15 @@ CONTRACT = {
     "00_manifests.ipynb": ["affwild2_root", "manifest_dir", "demo_seed"],
     "01_extract_faces.ipynb": ["manifest_dir", "faces_dir", "workers", "size", "loose_size", "crops",
                                "use_organizer_crops", "overwrite"],
-    "02_semisup_pretrain.ipynb": ["manifest_dir", "crops_dir", "unlabeled_dirs", "algorithm", "backbone",
+    "02_pretrain_mae.ipynb": ["images_dirs", "manifest_dir", "crops_dir", "out_dir", "steps", "seed"],
+    "03_semisup_pretrain.ipynb": ["manifest_dir", "crops_dir", "unlabeled_dirs", "algorithm", "backbone",
                                   "image_size", "steps", "out_dir", "seed"],
-    "03_select_distill.ipynb": ["checkpoint", "manifest_dir", "crops_dir", "image_dirs", "out_dir", "per_class"],
-    "04_frame_features.ipynb": ["checkpoint", "crops_dir", "manifest_dir", "features_dir"],
-    "05_temporal_encoder.ipynb": ["features_dir", "manifest_dir", "out_dir", "window", "epochs", "seed"],
-    "06_submission.ipynb": ["manifest_dir", "features_dir", "temporal_dir", "predictions_dir", "submission_dir",
+    "04_select_distill.ipynb": ["checkpoint", "manifest_dir", "crops_dir", "image_dirs", "out_dir", "per_class"],
+    "05_frame_features.ipynb": ["checkpoint", "crops_dir", "manifest_dir", "features_dir"],
+    "06_temporal_encoder.ipynb": ["features_dir", "manifest_dir", "out_dir", "window", "epochs", "seed"],
+    "07_submission.ipynb": ["manifest_dir", "features_dir", "temporal_dir", "predictions_dir", "submission_dir",
                             "truth_dir"],
-    "07_report.ipynb": ["manifest_dir", "temporal_dir", "predictions_dir", "runs_root"],
+    "08_report.ipynb": ["manifest_dir", "temporal_dir", "predictions_dir", "runs_root"],
 }
 
 
@@ -321,8 +322,10 @@ def test_every_notebook_declares_the_contract_parameters_and_demo_yaml_fits():
         missing = [n for n in CONTRACT.get(nb.name, []) if n not in declared]
         assert not missing, f"{nb.name} lacks the contract parameter(s) {missing}"
     demo = load_pipeline(REPO / "pipelines" / "demo.yaml")
-    # notebook 03 (selection, distillation) is a stage users add: on the demo it did not help (docs/omni.md)
-    assert [Path(s.notebook).name for s in demo.stages] == sorted(set(CONTRACT) - {"03_select_distill.ipynb"})
+    # notebooks 02 (MAE pretraining) and 04 (selection, distillation) are stages users add: on the demo they did
+    # not help (docs/mae.md, docs/omni.md)
+    assert [Path(s.notebook).name for s in demo.stages] == sorted(set(CONTRACT) - {"02_pretrain_mae.ipynb",
+                                                                                    "04_select_distill.ipynb"})
     by_name = {s.name: s for s in resolve(demo, REPO, "runs/demo")}
     # every stage passes the contract's demo paths, so the stages read what the one before wrote
     expected = {"semisup_pretrain": ("out_dir", "runs/demo/frame_model"),
@@ -336,7 +339,9 @@ def test_every_notebook_declares_the_contract_parameters_and_demo_yaml_fits():
 def test_affwild2_pipeline_parses_and_names_demo_notebooks():
     real = load_pipeline(REPO / "pipelines" / "affwild2.yaml")
     demo = load_pipeline(REPO / "pipelines" / "demo.yaml")
-    assert [s.notebook for s in real.stages] == [s.notebook for s in demo.stages]
+    # the real chain adds the MAE recipe's pretraining and first fine-tuning stage (docs/mae.md)
+    assert [s.name for s in real.stages[2:4]] == ["pretrain_mae", "finetune_stage1"]
+    assert [s.notebook for s in real.stages[:2] + real.stages[4:]] == [s.notebook for s in demo.stages]
     present = tuple(s for s in real.stages if (REPO / s.notebook).is_file())
     import dataclasses
 
@@ -398,9 +403,9 @@ def test_report_library_builds_and_saves_figures(tiny_manifest, report_inputs, t
     for p in report.files:
         assert p.stat().st_size > (5000 if p.suffix == ".png" else 20)
     assert report.metrics()["val_macro_f1"] == pytest.approx(val.report.macro_f1)
-    with pytest.raises(ReportError, match=r"comparison.csv is missing.*05_temporal_encoder"):
+    with pytest.raises(ReportError, match=r"comparison.csv is missing.*06_temporal_encoder"):
         build_report(tiny_manifest.path, tmp_path / "nothing", report_inputs / "predictions", None)
-    with pytest.raises(ReportError, match=r"is missing.*06_submission"):
+    with pytest.raises(ReportError, match=r"is missing.*07_submission"):
         build_report(tiny_manifest.path, report_inputs / "temporal", tmp_path / "nothing", None)
 
 

@@ -42,7 +42,7 @@ def test_negative_warmup_is_an_error():
 
 
 def test_the_frame_model_leaves_out_the_manifests_held_out_videos(tiny_demo, tiny_manifest, tmp_path):
-    """The frame model must not see the subjects whose frames fit the post-processing (stage 05): otherwise the
+    """The frame model must not see the subjects whose frames fit the post-processing (stage 06): otherwise the
     window and biases are tuned on memorised frames (on the demo: post-processing 0.63 < frame model 0.81)."""
     from helpers_semisup import truth_crops
 

@@ -14,6 +14,7 @@ from abawkit import config as settings
 from abawkit.faces.extract import FacesConfig
 from abawkit.features import FeatureConfig
 from abawkit.manifest import ManifestConfig
+from abawkit.mae.config import MAEConfig
 from abawkit.omni.config import DistillConfig
 from abawkit.omni.select import SelectConfig
 from abawkit.report import ReportConfig
@@ -22,7 +23,7 @@ from abawkit.temporal.config import PredictConfig, TemporalTrainConfig
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-CONFIGS = [ManifestConfig, FacesConfig, TrainConfig, SelectConfig, DistillConfig, FeatureConfig, TemporalTrainConfig, PredictConfig, ReportConfig]
+CONFIGS = [ManifestConfig, FacesConfig, MAEConfig, TrainConfig, SelectConfig, DistillConfig, FeatureConfig, TemporalTrainConfig, PredictConfig, ReportConfig]
 
 
 def _stage(notebook: Path):
@@ -43,7 +44,7 @@ STAGED = [nb for nb in NOTEBOOKS if _stage(nb)]
 
 
 def test_every_notebook_names_its_stages_config():
-    assert STAGED == NOTEBOOKS and len(NOTEBOOKS) == 8
+    assert STAGED == NOTEBOOKS and len(NOTEBOOKS) == 9
 
 
 @pytest.mark.parametrize("notebook", STAGED, ids=lambda p: p.stem)
@@ -153,8 +154,9 @@ def test_a_preset_in_a_pipeline_is_spelled_out_and_the_stages_values_win():
     with pytest.raises(PipelineError, match=r"stage 'temporal_encoder':.*preset 'huge'"):
         _resolved(["temporal_encoder.preset=huge"])
     real = _resolved(["affwild2_root=/data"], "semisup_pretrain", "affwild2.yaml")
-    assert (real["backbone"], real["image_size"], real["input_norm"], real["uratio"]) == ("convnext_tiny", 224,
-                                                                                           "none", 2)
+    # stage 2 of the MAE recipe: the architecture comes from stage 1's checkpoint, the preset's other values stay
+    assert (real["backbone"], real["image_size"], real["input_norm"], real["uratio"]) == (None, None, None, 2)
+    assert real["weights"].endswith("frame_model_stage1/best.pt") and real["steps"] == 30000
 
 
 def test_a_preset_passed_into_a_notebook_is_an_error_not_silently_overridden():

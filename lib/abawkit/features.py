@@ -30,7 +30,7 @@ class FeatureError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Run a frame-model checkpoint (abawkit train-frame / notebook 02) over every face crop of every subject of
+    """Run a frame-model checkpoint (abawkit train-frame / notebook 03) over every face crop of every subject of
     a manifest and write OUT/<video_id>.npz holding 'embeddings' (n, D) float16, 'has_face' (n,) bool and
     'logits' (n, 8) float32 for frames 1..n of the annotation (test subjects: the rows of the submission).
     Frames without a crop get a zero embedding and has_face False. Batched, bf16 on GPU; a finished video is
@@ -99,14 +99,14 @@ def video_frame_counts(manifest, splits: Sequence[str] | None = None) -> dict[st
 
 
 _EXPECTED = "the cached features of {} (.npz with embeddings, has_face, logits)"
-_REMEDY = "re-run abawkit extract-features (notebook 04) for {}: delete this file and run it again"
+_REMEDY = "re-run abawkit extract-features (notebook 05) for {}: delete this file and run it again"
 
 
 def _feature_file(features_dir: str | os.PathLike, video_id: str) -> Path:
     path = feature_path(features_dir, video_id)
     if not path.is_file():
         raise FeatureError(f"no cached features for {video_id}: {path} is missing; run abawkit extract-features "
-                           f"(notebook 04) for this manifest")
+                           f"(notebook 05) for this manifest")
     return path
 
 

@@ -97,7 +97,7 @@ def read_folds(path: str | os.PathLike) -> pd.DataFrame:
     if path.is_dir():
         path = path / FOLDS_FILE
     table = read_csv(path, "the fold assignment of a cross-fitted frame model (video_id,video_name,fold)",
-                     "train the fold models first: abawkit train-frame --folds K (notebook 02)",
+                     "train the fold models first: abawkit train-frame --folds K (notebook 03)",
                      columns=("video_id", "fold"), dtype={"video_id": str, "video_name": str})
     table["fold"] = table["fold"].astype(int)
     return table

@@ -19,6 +19,8 @@ from .labels import NUM_CLASSES
 from .readers import BadFileError, load_checkpoint, load_state_dict
 
 CHECKPOINT_FORMAT = "abawkit-frame-model/1"
+#: ``abawkit pretrain-mae``'s encoder file (abawkit.mae.model): a timm state_dict with the model's name and arguments.
+ENCODER_FORMAT = "abawkit-mae-encoder/1"
 #: Small enough to train on 2 CPU cores in minutes (the demo default).
 CPU_BACKBONE = "resnet10t"
 
@@ -31,6 +33,8 @@ class FrameModelConfig:
     pretrained: bool = False
     weights: str | None = None  # a local file of backbone weights (timm/torchvision state_dict); head skipped
     drop_rate: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth (timm's drop_path_rate; ViT fine-tuning)
+    patch_size: int | None = None  # a Vision Transformer built at image_size with these patches (None: timm's model)
     # "per-image": standardize each image per channel inside the model (our choice for the demo / from-scratch
     # runs): removes per-video colour casts and gain, which otherwise shift the BatchNorm statistics between
     # training and validation videos. "none" leaves the dataset-normalized input as it is (pretrained weights).
@@ -68,7 +72,7 @@ class FrameModel(nn.Module):
 
         self.config = config
         self.backbone = timm.create_model(config.backbone, pretrained=config.pretrained,
-                                          num_classes=config.num_classes, drop_rate=config.drop_rate)
+                                          num_classes=config.num_classes, **timm_kwargs(config))
         if config.weights:
             load_backbone_weights(self.backbone, config.weights)
 
@@ -91,18 +95,72 @@ class FrameModel(nn.Module):
         return emb, self.backbone.get_classifier()(emb)
 
 
+def timm_kwargs(config: FrameModelConfig) -> dict[str, Any]:
+    """``timm.create_model`` arguments besides the name, pretrained and the class count: dropout, stochastic
+    depth (only when set: not every model takes it) and, with ``patch_size``, a ViT's image and patch size."""
+    kwargs: dict[str, Any] = {"drop_rate": config.drop_rate}
+    if config.drop_path_rate:
+        kwargs["drop_path_rate"] = config.drop_path_rate
+    if config.patch_size is not None:
+        kwargs.update(img_size=config.image_size, patch_size=config.patch_size)
+    return kwargs
+
+
+#: The settings of a model's architecture and input that a weights file of abawkit's own can fix.
+ARCHITECTURE = ("backbone", "image_size", "patch_size", "input_norm")
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What an abawkit weights file fixes, or None for plain weights (read by :func:`load_backbone_weights`):
+    ``architecture`` (:data:`ARCHITECTURE`), ``mean``/``std``, ``state_dict`` (the timm network's names) and
+    ``head`` (whether its classifier is ours to keep). Two kinds: pretrain-mae's ``encoder.pt`` (no head) and a
+    train-frame checkpoint (``best.pt``: a second stage starts from the first, head included)."""
+    from .readers import torch_file
+
+    if Path(path).suffix == ".safetensors":
+        return None
+    payload = torch_file(path, "backbone weights (a state_dict in a .pth/.pt file, pretrain-mae's encoder.pt or "
+                               "a train-frame checkpoint)", "pass the weights of the same timm model, or set weights "
+                               "to None")
+    if not isinstance(payload, dict):
+        return None
+    if payload.get("format") == ENCODER_FORMAT:
+        given = payload["input"]
+        arch = {"backbone": payload["model"], "image_size": int(given["image_size"]),
+                "patch_size": int(given["patch_size"]), "input_norm": given["input_norm"]}
+        return {"architecture": arch, "mean": tuple(given["mean"]), "std": tuple(given["std"]),
+                "state_dict": payload["state_dict"], "head": False}
+    if payload.get("format") == CHECKPOINT_FORMAT:
+        config = FrameModelConfig.from_dict(payload["config"])
+        return {"architecture": {name: getattr(config, name) for name in ARCHITECTURE}, "mean": config.mean,
+                "std": config.std, "head": True,
+                "state_dict": {k.removeprefix("backbone."): v for k, v in payload["state_dict"].items()}}
+    return None
+
+
 def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
-    """Load a local state_dict into the backbone, leaving the classifier head (different class count) as built."""
-    state = load_state_dict(path, "give a local .pth/.pt/.safetensors file of the backbone's weights, or set weights "
-                                  "to None")
+    """Load a local state_dict (or pretrain-mae's encoder.pt) into the backbone, leaving the classifier head
+    (different class count) as built; a train-frame checkpoint brings its head too. Every other tensor of the
+    backbone must be in the file with its shape: weights of another architecture are an error naming the first
+    tensor that does not fit."""
+    ours = read_weights(path)
+    state = ours["state_dict"] if ours else load_state_dict(
+        path, "give a local .pth/.pt/.safetensors file of the backbone's weights, or set weights to None")
     head = backbone.pretrained_cfg.get("classifier") or ""
-    own = backbone.state_dict()
-    usable = {k: v for k, v in state.items()
-              if k in own and own[k].shape == v.shape and not (head and k.startswith(head + "."))}
-    if not usable:
-        raise BadFileError(path, f"no tensor matches the {type(backbone).__name__} backbone (another model's weights?)",
-                           f"weights of the backbone {backbone.pretrained_cfg.get('architecture', '')}",
-                           "pass the weights of the same timm model, or set weights to None")
+    own = {k: v for k, v in backbone.state_dict().items() if not (head and k.startswith(head + "."))}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if ours and ours["head"]:  # a frame model's own 8-class head comes along
+        usable.update({k: v for k, v in state.items() if head and k.startswith(head + ".")})
+    arch = f"{backbone.pretrained_cfg.get('architecture', type(backbone).__name__)}"
+    if len(usable) < len(own):
+        bad = next(k for k in own if k not in usable)
+        found = f"shape {tuple(state[bad].shape)} there" if bad in state else "absent there"
+        raise BadFileError(path, f"does not fit the {arch} backbone as built ({len(usable)} of its {len(own)} tensors "
+                                 f"match; {bad} {tuple(own[bad].shape)}: {found}): another model's weights, or "
+                                 f"another image or patch size?",
+                           f"weights of the backbone {arch}",
+                           "pass the weights of the same timm model and sizes (an encoder.pt sets them itself when "
+                           "--backbone, --image-size and --patch-size are left out), or set weights to None")
     backbone.load_state_dict(usable, strict=False)
 
 
@@ -123,7 +181,7 @@ def save_frame_checkpoint(path: str | os.PathLike, model: FrameModel, **extra: A
 
 
 def load_frame_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    return load_checkpoint(path, CHECKPOINT_FORMAT, "train one with abawkit train-frame (notebook 02) or pass the "
+    return load_checkpoint(path, CHECKPOINT_FORMAT, "train one with abawkit train-frame (notebook 03) or pass the "
                                                     "path of yours")
 
 

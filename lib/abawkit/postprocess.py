@@ -117,7 +117,7 @@ class PostProcess:
         from .readers import read_json
 
         data = read_json(path, "the post-processing fitted by abawkit train-temporal (JSON)",
-                         "train first (notebook 05) or predict without post-processing")
+                         "train first (notebook 06) or predict without post-processing")
         bias = tuple(float(b) for b in data.get("bias", [0.0] * NUM_CLASSES))
         if len(bias) != NUM_CLASSES:
             raise ValueError(f"{path}: 'bias' must have {NUM_CLASSES} values, got {len(bias)}")

@@ -23,8 +23,10 @@ from .errors import UserError
 #: The formats of abawkit's own checkpoints, with the command that writes each (to name a file given in the
 #: wrong place).
 CHECKPOINT_KINDS = {
-    "abawkit-frame-model/1": ("frame-model checkpoint", "abawkit train-frame (notebook 02)"),
-    "abawkit-temporal/1": ("temporal checkpoint", "abawkit train-temporal (notebook 05)"),
+    "abawkit-frame-model/1": ("frame-model checkpoint", "abawkit train-frame (notebook 03)"),
+    "abawkit-temporal/1": ("temporal checkpoint", "abawkit train-temporal (notebook 06)"),
+    "abawkit-mae/1": ("MAE pretraining state", "abawkit pretrain-mae (notebook 02)"),
+    "abawkit-mae-encoder/1": ("MAE encoder", "abawkit pretrain-mae (notebook 02)"),
 }
 
 _MAGIC = {b"PK\x03\x04": "a zip archive", b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",

@@ -39,9 +39,9 @@ class ReportConfig:
     manifest_dir: Annotated[str, tyro.conf.arg(name="manifest", metavar="DIR")] = "data_manifests/demo"
     """manifest (notebook 00): validation labels"""
     temporal_dir: Annotated[str, tyro.conf.arg(name="temporal", metavar="DIR")] = "runs/demo/temporal"
-    """temporal run (notebook 05): comparison.csv"""
+    """temporal run (notebook 06): comparison.csv"""
     predictions_dir: Annotated[str, tyro.conf.arg(name="predictions", metavar="DIR")] = "runs/demo/predictions"
-    """per-video predictions (notebook 06)"""
+    """per-video predictions (notebook 07)"""
     runs_root: Annotated[str | None, tyro.conf.arg(name="runs", metavar="DIR")] = "runs"
     """folder of runs (<name>/run.json) for the leaderboard; None: no leaderboard"""
     report_dir: Annotated[str, tyro.conf.arg(name="out", metavar="DIR")] = "runs/demo/report"
@@ -103,14 +103,14 @@ def load_validation(manifest_dir: str | os.PathLike, predictions_dir: str | os.P
 
     manifest_dir, predictions_dir = Path(manifest_dir), Path(predictions_dir)
     _require(manifest_dir / "videos.csv", "the manifest", "00_manifests (stage manifests)")
-    _require(predictions_dir, "the per-video predictions", "06_submission (stage submission)")
+    _require(predictions_dir, "the per-video predictions", "07_submission (stage submission)")
     manifest = load_manifest(manifest_dir)
     ids = manifest.video_ids(split)
     if not ids:
         raise ReportError(f"the manifest {manifest_dir} has no subject in {split}; the report scores that split")
     truth, pred = {}, {}
     for vid in ids:
-        _require(predictions_dir / f"{vid}.npz", f"predictions of {vid}", "06_submission (stage submission)")
+        _require(predictions_dir / f"{vid}.npz", f"predictions of {vid}", "07_submission (stage submission)")
         probs = load_video_predictions(predictions_dir, vid)["probs"]
         labels = manifest.labels(vid)
         if len(probs) != len(labels):
@@ -123,10 +123,10 @@ def load_validation(manifest_dir: str | os.PathLike, predictions_dir: str | os.P
 def load_comparison(temporal_dir: str | os.PathLike) -> pd.DataFrame:
     """The stage comparison (frame model, + temporal encoder, + post-processing) on the validation set."""
     path = _require(Path(temporal_dir) / "comparison.csv", "the stage comparison table",
-                    "05_temporal_encoder (stage temporal)")
+                    "06_temporal_encoder (stage temporal)")
     from .readers import read_csv
 
-    table = read_csv(path, "the stage comparison table (CSV)", "re-run 05_temporal_encoder (stage temporal)")
+    table = read_csv(path, "the stage comparison table (CSV)", "re-run 06_temporal_encoder (stage temporal)")
     expected = ["stage", "macro_f1", *CLASSES]
     missing = [c for c in expected if c not in table.columns]
     if missing:

@@ -1,5 +1,5 @@
 """``abawkit extract-features``: run a frame model once over every frame and cache embeddings + logits
-(options from :class:`abawkit.features.FeatureConfig`, as notebook 04)."""
+(options from :class:`abawkit.features.FeatureConfig`, as notebook 05)."""
 
 from __future__ import annotations
 

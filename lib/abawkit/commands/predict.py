@@ -1,5 +1,5 @@
 """``abawkit predict``: per-frame class probabilities of a trained temporal run for any split(s) (options from
-:class:`abawkit.temporal.config.PredictConfig`, as notebook 06)."""
+:class:`abawkit.temporal.config.PredictConfig`, as notebook 07)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``abawkit report``: the figures and tables of notebook 07 without a notebook (options from
+"""``abawkit report``: the figures and tables of notebook 08 without a notebook (options from
 :class:`abawkit.report.ReportConfig`)."""
 
 from __future__ import annotations

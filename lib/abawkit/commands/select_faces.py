@@ -1,5 +1,5 @@
 """``abawkit select-faces``: omni-supervised selection of unlabeled faces by similarity to class prototypes
-(options from :class:`abawkit.omni.select.SelectConfig`, as notebook 03)."""
+(options from :class:`abawkit.omni.select.SelectConfig`, as notebook 04)."""
 
 from __future__ import annotations
 

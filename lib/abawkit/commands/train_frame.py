@@ -1,7 +1,7 @@
 """``abawkit train-frame``: semi-supervised training of the frame model.
 
 Its options are generated from :class:`abawkit.semisup.config.TrainConfig`, the one declaration of the stage's
-settings (notebook 02 and the pipelines use the same names).
+settings (notebook 03 and the pipelines use the same names).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``abawkit train-temporal``: train the temporal encoder on cached features and fit the post-processing.
 
 Its options are generated from :class:`abawkit.temporal.config.TemporalTrainConfig`, the one declaration of
-the stage's settings (notebook 05 and the pipelines use the same names).
+the stage's settings (notebook 06 and the pipelines use the same names).
 """
 
 from __future__ import annotations

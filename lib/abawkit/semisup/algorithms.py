@@ -20,6 +20,7 @@ from torch import nn
 from .config import SemiSupConfig
 from .debias import DebiasedPseudoLabels
 from .distributed import all_reduce_mean
+from .mix import mixed_loss
 from .thresholds import Threshold, make_threshold
 
 
@@ -39,6 +40,7 @@ class Context:
     wrap: Callable[[nn.Module], nn.Module]
     clip_grad: float = 0.0
     total_steps: int = 0
+    mix: str = "none"  # the labeled loss of the supervised steps: none | mixup | facemix (semisup/mix.py)
 
 
 def buffers_of(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -118,14 +120,14 @@ class Supervised:
     started = True
 
     def __init__(self, cfg: SemiSupConfig, ctx: Context, num_classes: int, n_unlabeled: int = 0):
-        self.cfg, self.ctx = cfg, ctx
+        self.cfg, self.ctx, self.num_classes = cfg, ctx, num_classes
 
     def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *,
-                   step: int) -> dict[str, float]:
-        """One optimizer step of the student at global step ``step`` (0-based); the loss statistics."""
-        with self.ctx.autocast():
-            logits = self.ctx.student(x_l)
-        loss = F.cross_entropy(logits.float(), y_l)
+                   step: int, boxes=None) -> dict[str, float]:
+        """One optimizer step of the student at global step ``step`` (0-based); the loss statistics. The labeled
+        loss is the context's ``mix`` (mixup, FaceMix with the images' face ``boxes``; semisup/mix.py)."""
+        loss = mixed_loss(self.ctx.student, x_l, y_l, self.ctx.mix, boxes=boxes, num_classes=self.num_classes,
+                          autocast=self.ctx.autocast)
         self.ctx.student_step(loss, step)
         return {"loss": loss.item(), "loss_l": loss.item()}
 
@@ -188,9 +190,9 @@ class FixMatch(Supervised):
         with self.ctx.autocast():
             return self.ctx.student(torch.cat(parts))
 
-    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int):
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int, boxes=None):
         if self.warming_up(step):
-            return {**Supervised.train_step(self, x_l, y_l, step=step), "loss_u": 0.0, "mask_rate": 0.0}
+            return {**Supervised.train_step(self, x_l, y_l, step=step, boxes=boxes), "loss_u": 0.0, "mask_rate": 0.0}
         with torch.no_grad(), self.ctx.autocast():
             z_w = self.teacher()(u_w)
         y_hat, mask, _ = self.labeler(z_w, idx)
@@ -253,9 +255,9 @@ class FeedbackTeacher(FixMatch):
     def teacher(self) -> nn.Module:
         return self.teacher_net
 
-    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int):
+    def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int, boxes=None):
         if self.warming_up(step):
-            stats = Supervised.train_step(self, x_l, y_l, step=step)
+            stats = Supervised.train_step(self, x_l, y_l, step=step, boxes=boxes)
             with self.ctx.autocast():  # the teacher learns the labeled batch too, so it is ready to label
                 t_loss = F.cross_entropy(self.teacher_net(x_l).float(), y_l)
             self._teacher_update(t_loss, step)

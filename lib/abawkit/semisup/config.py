@@ -1,4 +1,4 @@
-"""Settings of the frame-model stage (``abawkit train-frame``, notebook 02): the semi-supervised method's parts
+"""Settings of the frame-model stage (``abawkit train-frame``, notebook 03): the semi-supervised method's parts
 (:class:`SemiSupConfig`, with the ``algorithm`` presets) and the run's data, model and optimization
 (:class:`TrainConfig`, with the ``demo`` and ``gpu`` presets). Torch-free, so that ``--help`` stays fast."""
 
@@ -145,7 +145,7 @@ class TrainConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # A few minutes on 2 CPU cores: mostly supervised steps, the unlabeled parts join for the last quarter;
         # per-image input standardization removes the demo videos' colour casts (docs/semisup.md "Demo settings").
-        "demo": dict(DEMO_DATA, backbone="resnet10t", image_size=64, input_norm="per-image", steps=300,
+        "demo": dict(DEMO_DATA, image_size=64, input_norm="per-image", steps=300,
                      batch_size=32, unlabeled_warmup=225, uratio=1, workers=1),
         # Aff-Wild2 on a GPU: about 2 passes over the 1M labeled training frames at batch 64 (loose crops).
         "gpu": dict(manifest_dir="data_manifests/affwild2", crops_dir="data/faces/affwild2/cropped",
@@ -199,21 +199,31 @@ class TrainConfig:
     # method
     semisup: SemiSupConfig = field(default_factory=SemiSupConfig)
     # model
-    backbone: str = "resnet10t"
-    """timm model name (convnext_tiny on a GPU)"""
+    backbone: str | None = None
+    """timm model name (None: the --weights encoder.pt's, else resnet10t; convnext_tiny on a GPU)"""
     pretrained: bool = False
     """timm pretrained weights (needs them in the local cache)"""
     weights: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
-    """local backbone weights file (.pth/.pt/.safetensors)"""
-    image_size: int = 112
-    """input side in pixels"""
+    """local backbone weights file (.pth/.pt/.safetensors), or abawkit pretrain-mae's encoder.pt (which sets the
+    backbone, image and patch size and input normalisation left out)"""
+    image_size: int | None = None
+    """input side in pixels (None: the encoder.pt's, else 112)"""
+    patch_size: int | None = None
+    """build the --backbone Vision Transformer at --image-size with these patches (None: the encoder.pt's, else
+    timm's model as named)"""
     drop_rate: float = 0.0
     """dropout before the classifier"""
+    drop_path: float = 0.0
+    """stochastic depth rate (timm's drop_path_rate; ViT fine-tuning, e.g. 0.1)"""
+    mix: Literal["none", "mixup", "facemix"] = "none"
+    """mixing of the labeled batches of the supervised steps: mixup (Zhang et al. 2018), or facemix (Song et al.
+    2024: mixup plus the two real images' losses weighted by 1 - IoU of their face boxes); lambda ~ Beta(1, 1)"""
     colour_aug: bool = True
     """colour jitter with hue and random grayscale on the labeled, weak and strong views"""
-    input_norm: Literal["none", "per-image"] = "none"
+    input_norm: Literal["none", "per-image"] | None = None
     """per-image: standardize each crop per channel inside the model, removing per-video colour casts and
-    lighting (for a backbone trained from scratch); none: dataset mean/std only (pretrained weights expect it)"""
+    lighting (for a backbone trained from scratch); none: dataset mean/std only (pretrained weights expect it);
+    None: the encoder.pt's, else none"""
     # optimization
     steps: int = 1000
     """training steps"""
@@ -256,9 +266,16 @@ class TrainConfig:
             raise ValueError(f"labeled_weight {list(self.labeled_weight)}: expected positive weights")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer {self.optimizer!r}: expected adamw or sgd")
-        if self.input_norm not in ("none", "per-image"):
+        if self.input_norm not in (None, "none", "per-image"):
             raise ValueError(f"input_norm {self.input_norm!r}: expected none or per-image")
-        if self.steps < 1 or self.batch_size < 1 or self.image_size < 16:
+        if self.mix not in ("none", "mixup", "facemix"):
+            raise ValueError(f"mix {self.mix!r}: expected none, mixup or facemix")
+        if self.image_size is not None and self.patch_size is not None and self.image_size % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide image_size {self.image_size}: choose a "
+                             f"patch side that divides the image side")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"drop_path {self.drop_path}: expected a rate in [0, 1)")
+        if self.steps < 1 or self.batch_size < 1 or (self.image_size or 16) < 16:
             raise ValueError(f"steps ({self.steps}) and batch_size ({self.batch_size}) must be positive and "
                              f"image_size ({self.image_size}) at least 16")
         for name in ("warmup_steps", "eval_every", "ckpt_every"):

@@ -137,12 +137,15 @@ def strong_transform(config: FrameModelConfig, colour: bool = True):
 
 
 class LabeledImages(Dataset):
-    """(image tensor, label) pairs; ``transform`` is weak for training, :func:`eval_transform` for validation."""
+    """(image tensor, label) pairs; ``transform`` is weak for training, :func:`eval_transform` for validation.
+    With ``boxes`` ((n, 4) face boxes in fractions of the image side, FaceMix's), (image, label, box): the box
+    goes through the same random crop and flip as its image, in the output's pixels."""
 
-    def __init__(self, table: pd.DataFrame, transform):
+    def __init__(self, table: pd.DataFrame, transform, boxes: np.ndarray | None = None):
         self.paths = table["path"].tolist()
         self.labels = table["label"].to_numpy(np.int64)
         self.transform = transform
+        self.boxes = None if boxes is None else np.asarray(boxes, np.float32)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -151,7 +154,15 @@ class LabeledImages(Dataset):
         i, seed = item if isinstance(item, tuple) else (item, None)
         image = read_image(self.paths[i])
         with item_rng(seed):
-            return self.transform(image), int(self.labels[i])
+            if self.boxes is None:
+                return self.transform(image), int(self.labels[i])
+            from torchvision import tv_tensors
+
+            h, w = image.shape[-2:]
+            box = tv_tensors.BoundingBoxes(torch.from_numpy(self.boxes[i] * np.array([w, h, w, h], np.float32))[None],
+                                           format="XYXY", canvas_size=(h, w))
+            x, box = self.transform(image, box)
+            return x, int(self.labels[i]), box.as_subclass(torch.Tensor)[0].float()
 
 
 class WeakViews(Dataset):

@@ -39,3 +39,28 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if is_dist():
         dist.barrier()
+
+
+def device() -> torch.device:
+    """This rank's accelerator (its LOCAL_RANK's GPU under torchrun), or the CPU."""
+    return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+
+
+class process_group:
+    """``with process_group():`` joins torchrun's process group when WORLD_SIZE > 1 and none is initialised yet
+    (NCCL on GPUs, each rank on its LOCAL_RANK's device; gloo on CPUs), and leaves it at the end."""
+
+    def __enter__(self) -> "process_group":
+        import os
+
+        self.own = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_dist()
+        if self.own:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            if backend == "nccl":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(backend)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.own:
+            dist.destroy_process_group()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from ..frame_model import (FrameModel, FrameModelConfig, autocast, eval_transform, load_frame_checkpoint,
-                           save_frame_checkpoint)
+from ..frame_model import (CPU_BACKBONE, FrameModel, FrameModelConfig, autocast, eval_transform,
+                           load_frame_checkpoint, read_weights, save_frame_checkpoint)
 from ..io import write_csv
 from ..labels import CLASSES, NUM_CLASSES
 from ..metrics import f1_report
@@ -52,10 +52,34 @@ class TrainResult:
                    int(params["steps"]), float(r["train_images_per_s"]))
 
 
+#: The architecture of a run that names none and starts from no abawkit weights file.
+DEFAULT_ARCHITECTURE = {"backbone": CPU_BACKBONE, "image_size": 112, "patch_size": None, "input_norm": "none"}
+
+
 def model_config(cfg: TrainConfig) -> FrameModelConfig:
-    return FrameModelConfig(backbone=cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained,
-                            weights=cfg.weights, drop_rate=cfg.drop_rate,
-                            input_norm=cfg.input_norm)
+    """The frame model of ``cfg``. With ``--weights`` an abawkit file (pretrain-mae's ``encoder.pt``, or a
+    train-frame checkpoint for a second stage), the backbone, image and patch size, input normalisation and
+    mean/std are the file's (a given value that differs is an error naming both); otherwise the settings left
+    None take :data:`DEFAULT_ARCHITECTURE`."""
+    arch = {name: getattr(cfg, name) for name in DEFAULT_ARCHITECTURE}
+    ours = read_weights(cfg.weights) if cfg.weights else None
+    extra = {}
+    if ours is not None:
+        from ..config import ConfigError
+
+        theirs = ours["architecture"]
+        for name, value in arch.items():
+            if value is not None and value != theirs[name]:
+                option = "--" + name.replace("_", "-")
+                raise ConfigError(f"{option} {value}: {cfg.weights} is a {theirs['backbone']} model trained with "
+                                  f"{name} {theirs[name]}; leave {option} out (it is taken from the file) or give "
+                                  f"{theirs[name]}")
+        arch = dict(theirs)
+        extra = {"mean": tuple(ours["mean"]), "std": tuple(ours["std"])}
+    else:
+        arch = {k: DEFAULT_ARCHITECTURE[k] if v is None else v for k, v in arch.items()}
+    return FrameModelConfig(**arch, pretrained=cfg.pretrained, weights=cfg.weights, drop_rate=cfg.drop_rate,
+                            drop_path_rate=cfg.drop_path, **extra)
 
 
 def fold_table(cfg: TrainConfig, manifest=None) -> pd.DataFrame | None:
@@ -189,7 +213,7 @@ def predict(model: torch.nn.Module, table: pd.DataFrame, config: FrameModelConfi
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
-def _seed_all(seed: int) -> None:
+def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -243,220 +267,217 @@ def train_folds(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = Non
 
 
 def _train(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
+    with D.process_group():
+        return _train_in_group(cfg, on_pseudo_labels)
+
+
+def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     from ..runinfo import save_run_record
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    own_group = False
-    if world > 1 and not D.is_dist():
-        import torch.distributed as dist
-
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
-        own_group = True
     rank = D.rank()
-    device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    device = D.device()
     out = model_dir(cfg)
     semi = cfg.semisup
-    try:
-        train_table, val_table, unl_paths = load_tables(cfg)
-        mcfg = model_config(cfg)
-        _seed_all(cfg.seed)  # same init on every rank
-        student = FrameModel(mcfg).to(device)
-        if device.type == "cuda":
-            student = student.to(memory_format=torch.channels_last)
+    train_table, val_table, unl_paths = load_tables(cfg)
+    mcfg = model_config(cfg)
+    seed_all(cfg.seed)  # same init on every rank
+    student = FrameModel(mcfg).to(device)
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)
 
-        def wrap(model):
-            if not D.is_dist():
-                return model
-            from torch.nn.parallel import DistributedDataParallel as DDP
+    def wrap(model):
+        if not D.is_dist():
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
-            return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-        student_ddp = wrap(student)
-        optimizer = make_optimizer(cfg, student)
-        scheduler = make_scheduler(cfg, optimizer)
-        ema = make_ema(student, semi.ema_decay)
+    student_ddp = wrap(student)
+    optimizer = make_optimizer(cfg, student)
+    scheduler = make_scheduler(cfg, optimizer)
+    ema = make_ema(student, semi.ema_decay)
 
-        def student_step(loss: torch.Tensor, step: int) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad)
-            optimizer.step()
-            scheduler.step_update(step + 1)
-            ema.update(student, step=step + 1)
+    def student_step(loss: torch.Tensor, step: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad)
+        optimizer.step()
+        scheduler.step_update(step + 1)
+        ema.update(student, step=step + 1)
 
-        ctx = Context(student=student_ddp, student_step=student_step, ema=ema, autocast=lambda: autocast(device),
-                      make_optimizer=lambda model: make_optimizer(cfg, model),
-                      make_scheduler=lambda opt: make_scheduler(cfg, opt), wrap=wrap, clip_grad=cfg.clip_grad,
-                      total_steps=cfg.steps)
-        algo = build_algorithm(semi, ctx, NUM_CLASSES, len(unl_paths))
+    ctx = Context(student=student_ddp, student_step=student_step, ema=ema, autocast=lambda: autocast(device),
+                  make_optimizer=lambda model: make_optimizer(cfg, model),
+                  make_scheduler=lambda opt: make_scheduler(cfg, opt), wrap=wrap, clip_grad=cfg.clip_grad,
+                  total_steps=cfg.steps, mix=cfg.mix)
+    algo = build_algorithm(semi, ctx, NUM_CLASSES, len(unl_paths))
 
-        start, best, best_step, history = 0, -1.0, 0, []
-        if cfg.resume:
-            last = out / "last.pt"
-            if not last.is_file():
-                from ..errors import UserError
+    start, best, best_step, history = 0, -1.0, 0, []
+    if cfg.resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            from ..errors import UserError
 
-                raise UserError(f"--resume: {last} not found; start without --resume")
-            state = load_frame_checkpoint(last)
-            try:
-                student.load_state_dict(state["student"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                ema.load_state_dict(state["ema"])
-                algo.load_state_dict(state["algorithm"])
-            except (KeyError, RuntimeError, ValueError) as exc:
-                from ..errors import UserError
+            raise UserError(f"--resume: {last} not found; start without --resume")
+        state = load_frame_checkpoint(last)
+        try:
+            student.load_state_dict(state["student"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            ema.load_state_dict(state["ema"])
+            algo.load_state_dict(state["algorithm"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            from ..errors import UserError
 
-                raise UserError(f"--resume: {last} was written by another configuration (backbone, algorithm or "
-                                f"threshold differ: {type(exc).__name__}: {str(exc)[:200]}); resume with the same "
-                                f"options or use a new --out") from None
-            start, best, best_step = int(state["step"]), float(state["best_val_macro_f1"]), int(state["best_step"])
-            if (out / "metrics.csv").is_file():
-                old = pd.read_csv(out / "metrics.csv")
-                history = old[old["step"] <= start].to_dict("records")
-        # The batches and their augmentations are functions of (seed, rank, batch number) (semisup/sampler.py): a
-        # resumed run continues both streams exactly. The process's own random state (anything else random in a
-        # step) is each rank's own and continues from the checkpoint.
-        torch.manual_seed(cfg.seed * 7919 + rank * 104729)
-        if cfg.resume and rank == 0:
-            torch.set_rng_state(state["rng"]["torch"])
+            raise UserError(f"--resume: {last} was written by another configuration (backbone, algorithm or "
+                            f"threshold differ: {type(exc).__name__}: {str(exc)[:200]}); resume with the same "
+                            f"options or use a new --out") from None
+        start, best, best_step = int(state["step"]), float(state["best_val_macro_f1"]), int(state["best_step"])
+        if (out / "metrics.csv").is_file():
+            old = pd.read_csv(out / "metrics.csv")
+            history = old[old["step"] <= start].to_dict("records")
+    # The batches and their augmentations are functions of (seed, rank, batch number) (semisup/sampler.py): a
+    # resumed run continues both streams exactly. The process's own random state (anything else random in a
+    # step) is each rank's own and continues from the checkpoint.
+    torch.manual_seed(cfg.seed * 7919 + rank * 104729)
+    if cfg.resume and rank == 0:
+        torch.set_rng_state(state["rng"]["torch"])
 
-        def loader(dataset, sampler):
-            return _infinite(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
-                                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                                        multiprocessing_context="spawn" if cfg.workers > 0 else None,
-                                        generator=torch.Generator().manual_seed(cfg.seed)))  # not the process's
+    def loader(dataset, sampler):
+        return _infinite(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+                                    pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                                    multiprocessing_context="spawn" if cfg.workers > 0 else None,
+                                    generator=torch.Generator().manual_seed(cfg.seed)))  # not the process's
 
-        weak, strong = weak_transform(mcfg, cfg.colour_aug), strong_transform(mcfg, cfg.colour_aug)
-        labels = train_table["label"].to_numpy()
-        weights = train_table["weight"].to_numpy()
-        lab_iter = loader(LabeledImages(train_table, weak),
-                          ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank, start_batch=start,
-                                                   weights=weights))
-        unl_iter = h_iter = None
-        if algo.uses_unlabeled:
-            # no unlabeled batch is drawn during the algorithm's warm-up: the stream continues at the batches drawn
-            unl_done = sum(not algo.warming_up(s) for s in range(start))
-            unl_iter = loader(UnlabeledImages(unl_paths, weak, strong),
-                              UniformBatchSampler(len(unl_paths), cfg.batch_size * semi.uratio, cfg.seed, rank,
-                                                  start_batch=unl_done))
-            if algo.needs_h_batch:  # the feedback's second labeled batch: a stream of its own
-                h_iter = loader(LabeledImages(train_table, weak),
-                                ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank,
-                                                         start_batch=unl_done, stream=53, weights=weights))
+    weak, strong = weak_transform(mcfg, cfg.colour_aug), strong_transform(mcfg, cfg.colour_aug)
+    labels = train_table["label"].to_numpy()
+    weights = train_table["weight"].to_numpy()
+    boxes, box_counts = None, None
+    if cfg.mix == "facemix":  # before any data-loader process starts (mediapipe, spawn)
+        from .boxes import face_boxes
 
-        def teacher_pass():
-            """Weak views of the same ``init_images`` unlabeled images on every run of this seed (each rank its
-            share), batch by batch: the pass that starts the thresholds (FixMatch.start_unlabeled)."""
-            rng = np.random.default_rng([cfg.seed, 54])
-            picks = rng.permutation(len(unl_paths))[:min(semi.init_images, len(unl_paths))]
-            share = np.array_split(picks, D.world_size())[rank] if len(picks) >= D.world_size() else picks
-            items = list(zip(share.tolist(), rng.integers(2**62, size=len(share)).tolist()))
-            views = DataLoader(WeakViews(unl_paths, items, weak), batch_size=cfg.batch_size * semi.uratio,
-                               num_workers=cfg.workers, multiprocessing_context="spawn" if cfg.workers > 0 else None)
-            return (_to(u_w, device) for u_w, _ in views)
+        boxes, box_counts = face_boxes(train_table, cfg.crops_dir, out, cfg.progress and rank == 0)
+    lab_iter = loader(LabeledImages(train_table, weak, boxes),
+                      ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank, start_batch=start,
+                                               weights=weights))
+    unl_iter = h_iter = None
+    if algo.uses_unlabeled:
+        # no unlabeled batch is drawn during the algorithm's warm-up: the stream continues at the batches drawn
+        unl_done = sum(not algo.warming_up(s) for s in range(start))
+        unl_iter = loader(UnlabeledImages(unl_paths, weak, strong),
+                          UniformBatchSampler(len(unl_paths), cfg.batch_size * semi.uratio, cfg.seed, rank,
+                                              start_batch=unl_done))
+        if algo.needs_h_batch:  # the feedback's second labeled batch: a stream of its own
+            h_iter = loader(LabeledImages(train_table, weak),
+                            ClassUniformBatchSampler(labels, cfg.batch_size, cfg.seed, rank,
+                                                     start_batch=unl_done, stream=53, weights=weights))
 
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-        params = {**cfg.to_dict(), "world_size": D.world_size(), "n_labeled": len(train_table),
-                  "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
-                  "train_videos": (sorted(train_table["video_id"].dropna().unique())
-                                   if "video_id" in train_table else None),
-                  "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist(),
-                  "labeled_sources": train_table.groupby("source", sort=False).size().to_dict()}
+    def teacher_pass():
+        """Weak views of the same ``init_images`` unlabeled images on every run of this seed (each rank its
+        share), batch by batch: the pass that starts the thresholds (FixMatch.start_unlabeled)."""
+        rng = np.random.default_rng([cfg.seed, 54])
+        picks = rng.permutation(len(unl_paths))[:min(semi.init_images, len(unl_paths))]
+        share = np.array_split(picks, D.world_size())[rank] if len(picks) >= D.world_size() else picks
+        items = list(zip(share.tolist(), rng.integers(2**62, size=len(share)).tolist()))
+        views = DataLoader(WeakViews(unl_paths, items, weak), batch_size=cfg.batch_size * semi.uratio,
+                           num_workers=cfg.workers, multiprocessing_context="spawn" if cfg.workers > 0 else None)
+        return (_to(u_w, device) for u_w, _ in views)
 
-        def evaluate() -> dict[str, float]:
-            if val_table is None:
-                return {}
-            probs, labels = predict(ema.module, val_table, mcfg, device)
-            rep = f1_report(labels, probs.argmax(1))
-            return {"val_macro_f1": rep.macro_f1, **{f"f1_{c}": float(f) for c, f in zip(CLASSES, rep.per_class_f1)}}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    params = {**cfg.to_dict(), "world_size": D.world_size(), "n_labeled": len(train_table),
+              "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
+              "train_videos": (sorted(train_table["video_id"].dropna().unique())
+                               if "video_id" in train_table else None),
+              "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist(),
+              "labeled_sources": train_table.groupby("source", sort=False).size().to_dict(),
+              "model": asdict(mcfg), "face_boxes": box_counts}
 
-        def checkpoint(step: int, name: str) -> None:
-            if name == "best.pt":  # the model for later stages: no trainer state (several times its size)
-                save_frame_checkpoint(out / name, ema.module, step=step, val_macro_f1=best if best >= 0 else None,
-                                      train_config=cfg.to_dict())
-                return
-            save_frame_checkpoint(out / name, ema.module, step=step, student=student.state_dict(),
-                                  optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                  ema=ema.state_dict(), algorithm=algo.state_dict(),
-                                  rng={"torch": torch.get_rng_state()}, best_val_macro_f1=best, best_step=best_step,
+    def evaluate() -> dict[str, float]:
+        if val_table is None:
+            return {}
+        probs, labels = predict(ema.module, val_table, mcfg, device)
+        rep = f1_report(labels, probs.argmax(1))
+        return {"val_macro_f1": rep.macro_f1, **{f"f1_{c}": float(f) for c, f in zip(CLASSES, rep.per_class_f1)}}
+
+    def checkpoint(step: int, name: str) -> None:
+        if name == "best.pt":  # the model for later stages: no trainer state (several times its size)
+            save_frame_checkpoint(out / name, ema.module, step=step, val_macro_f1=best if best >= 0 else None,
                                   train_config=cfg.to_dict())
+            return
+        save_frame_checkpoint(out / name, ema.module, step=step, student=student.state_dict(),
+                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                              ema=ema.state_dict(), algorithm=algo.state_dict(),
+                              rng={"torch": torch.get_rng_state()}, best_val_macro_f1=best, best_step=best_step,
+                              train_config=cfg.to_dict())
 
-        student_ddp.train()
-        running: dict[str, list[float]] = {}
-        t0, n_images = time.time(), 0
-        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train-frame {semi.name}",
-                   disable=not cfg.progress or rank != 0, unit="step", mininterval=3)
-        last_metrics: dict[str, float] = {}
-        for step in bar:
-            x_l, y_l = next(lab_iter)
-            x_l, y_l = _to(x_l, device), y_l.to(device)
-            # No unlabeled batch is loaded during the algorithm's warm-up (it would not use it).
-            if unl_iter is not None and not algo.warming_up(step):
-                if not algo.started:
-                    algo.start_unlabeled(teacher_pass())
-                u_w, u_s, idx = next(unl_iter)
-                x_h = y_h = None
-                if h_iter is not None:
-                    x_h, y_h = next(h_iter)
-                    x_h, y_h = _to(x_h, device), y_h.to(device)
-                stats = algo.train_step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device), x_h, y_h,
-                                        step=step)
-                if on_pseudo_labels is not None and rank == 0 and algo.last_pseudo_labels is not None:
-                    i, y_hat, mask = (t.cpu().numpy() for t in algo.last_pseudo_labels)
-                    on_pseudo_labels(step, [unl_paths[k] for k in i], y_hat, mask)
-                n_images += x_l.shape[0] + u_w.shape[0]
-            else:
-                stats = algo.train_step(x_l, y_l, step=step)
-                n_images += x_l.shape[0]
-            for k, v in stats.items():
-                running.setdefault(k, []).append(v)
-            done = step + 1
-            if done % cfg.eval_interval == 0 or done == cfg.steps:
-                row = {"step": done, "lr": max(g["lr"] for g in optimizer.param_groups),
-                       **{k: float(np.mean(v)) for k, v in running.items()}}
-                running = {}
-                if rank == 0:
-                    row.update(evaluate())
-                    last_metrics = row
-                    history.append(row)
-                    f1 = row.get("val_macro_f1", -1.0)
-                    if f1 > best:
-                        best, best_step = f1, done
-                        checkpoint(done, "best.pt")
-                    write_csv(out / "metrics.csv", pd.DataFrame(history).reindex(columns=METRIC_COLUMNS))
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", f1=f"{f:.3f}" if (f := row.get("val_macro_f1")) is not None else "-")
-            if done % cfg.ckpt_interval == 0 or done == cfg.steps:
-                if rank == 0:
-                    checkpoint(done, "last.pt")
-                D.barrier()  # the other ranks wait for validation and the checkpoint
-        elapsed = time.time() - t0
-        rate = n_images * D.world_size() / max(elapsed, 1e-9)
-        final = float(last_metrics.get("val_macro_f1", float("nan"))) if last_metrics else float("nan")
-        if rank == 0 and cfg.steps > start:
-            if val_table is None:  # nothing to select on: best is the last
-                checkpoint(cfg.steps, "best.pt")
-            from .inspect import plot_curves
+    student_ddp.train()
+    running: dict[str, list[float]] = {}
+    t0, n_images = time.time(), 0
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train-frame {semi.name}",
+               disable=not cfg.progress or rank != 0, unit="step", mininterval=3)
+    last_metrics: dict[str, float] = {}
+    for step in bar:
+        x_l, y_l, *box_l = next(lab_iter)  # (images, labels[, face boxes]) of the labeled batch
+        x_l, y_l = _to(x_l, device), y_l.to(device)
+        box_l = box_l[0].to(device) if box_l else None
+        # No unlabeled batch is loaded during the algorithm's warm-up (it would not use it).
+        if unl_iter is not None and not algo.warming_up(step):
+            if not algo.started:
+                algo.start_unlabeled(teacher_pass())
+            u_w, u_s, idx = next(unl_iter)
+            x_h = y_h = None
+            if h_iter is not None:
+                x_h, y_h = next(h_iter)
+                x_h, y_h = _to(x_h, device), y_h.to(device)
+            stats = algo.train_step(x_l, y_l, _to(u_w, device), _to(u_s, device), idx.to(device), x_h, y_h,
+                                    step=step, boxes=box_l)
+            if on_pseudo_labels is not None and rank == 0 and algo.last_pseudo_labels is not None:
+                i, y_hat, mask = (t.cpu().numpy() for t in algo.last_pseudo_labels)
+                on_pseudo_labels(step, [unl_paths[k] for k in i], y_hat, mask)
+            n_images += x_l.shape[0] + u_w.shape[0]
+        else:
+            stats = algo.train_step(x_l, y_l, step=step, boxes=box_l)
+            n_images += x_l.shape[0]
+        for k, v in stats.items():
+            running.setdefault(k, []).append(v)
+        done = step + 1
+        if done % cfg.eval_interval == 0 or done == cfg.steps:
+            row = {"step": done, "lr": max(g["lr"] for g in optimizer.param_groups),
+                   **{k: float(np.mean(v)) for k, v in running.items()}}
+            running = {}
+            if rank == 0:
+                row.update(evaluate())
+                last_metrics = row
+                history.append(row)
+                f1 = row.get("val_macro_f1", -1.0)
+                if f1 > best:
+                    best, best_step = f1, done
+                    checkpoint(done, "best.pt")
+                write_csv(out / "metrics.csv", pd.DataFrame(history).reindex(columns=METRIC_COLUMNS))
+                f = row.get("val_macro_f1")
+                bar.set_postfix(loss=f"{row['loss']:.3f}", f1=f"{f:.3f}" if f is not None else "-")
+        if done % cfg.ckpt_interval == 0 or done == cfg.steps:
+            if rank == 0:
+                checkpoint(done, "last.pt")
+            D.barrier()  # the other ranks wait for validation and the checkpoint
+    elapsed = time.time() - t0
+    rate = n_images * D.world_size() / max(elapsed, 1e-9)
+    final = float(last_metrics.get("val_macro_f1", float("nan"))) if last_metrics else float("nan")
+    if rank == 0 and cfg.steps > start:
+        if val_table is None:  # nothing to select on: best is the last
+            checkpoint(cfg.steps, "best.pt")
+        from .inspect import plot_curves
 
-            plot_curves(pd.DataFrame(history), out / "curves.png")
-            save_run_record(out / "run_record.json", params,
-                            result={"final_val_macro_f1": final, "best_val_macro_f1": best, "best_step": best_step,
-                                    "train_images_per_s": rate, "seconds": elapsed, "algorithm": semi.name})
-        if rank == 0 and cfg.steps <= start and history:
-            final = float(history[-1].get("val_macro_f1", float("nan")))
-        return TrainResult(out, final, best, best_step, cfg.steps, rate)
-    finally:
-        if own_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        plot_curves(pd.DataFrame(history), out / "curves.png")
+        save_run_record(out / "run_record.json", params,
+                        result={"final_val_macro_f1": final, "best_val_macro_f1": best, "best_step": best_step,
+                                "train_images_per_s": rate, "seconds": elapsed, "algorithm": semi.name})
+    if rank == 0 and cfg.steps <= start and history:
+        final = float(history[-1].get("val_macro_f1", float("nan")))
+    return TrainResult(out, final, best, best_step, cfg.steps, rate)
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:

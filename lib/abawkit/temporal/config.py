@@ -1,4 +1,4 @@
-"""Settings of the temporal stage: the encoder's architecture and ``abawkit train-temporal`` (notebook 05).
+"""Settings of the temporal stage: the encoder's architecture and ``abawkit train-temporal`` (notebook 06).
 
 Torch-free, so that ``--help`` and the pipeline's checks stay fast.
 """

@@ -112,7 +112,7 @@ def save_temporal_checkpoint(path, model: TemporalEncoder, **extra: Any):
 
 def load_temporal_model(path, device: str | torch.device = "cpu") -> tuple[TemporalEncoder, dict[str, Any]]:
     """Rebuild a temporal encoder from a checkpoint (``torch.load(weights_only=True)``), in eval mode."""
-    payload = load_checkpoint(path, CHECKPOINT_FORMAT, "train one with abawkit train-temporal (notebook 05)")
+    payload = load_checkpoint(path, CHECKPOINT_FORMAT, "train one with abawkit train-temporal (notebook 06)")
     arch = dict(payload["config"])
     in_dim = int(arch.pop("in_dim"))
     model = TemporalEncoder(TemporalConfig(**arch), in_dim)
