@@ -1,5 +1,5 @@
-"""Stage 02 on the demo data at CPU scale: train one frame model with the given settings and print its
-validation macro F1 and wall time (optionally then stages 04-05 on it: frame -> temporal -> post-processed).
+"""Stage 03 on the demo data at CPU scale: train one frame model with the given settings and print its
+validation macro F1 and wall time (optionally then stages 05-06 on it: frame -> temporal -> post-processed).
 
     PYTHONPATH=lib python benchmarks/demo_frame_model.py --algorithm full --steps 300 --image-size 64
     PYTHONPATH=lib python benchmarks/demo_frame_model.py ... --chain     # + feature cache and temporal encoder
@@ -37,13 +37,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=None, help="default: TrainConfig's")
-    ap.add_argument("--warmup-steps", type=int, default=None, help="default: steps // 10 (as notebook 02)")
+    ap.add_argument("--warmup-steps", type=int, default=None, help="default: steps // 10 (as notebook 03)")
     ap.add_argument("--unlabeled-warmup", type=int, default=None,
                     help="supervised steps before the unlabeled loss starts (SemiSupConfig.unlabeled_warmup)")
     ap.add_argument("--uratio", type=int, default=None)
     ap.add_argument("--threshold-momentum", type=float, default=None)
     ap.add_argument("--ema-decay", type=float, default=None)
-    ap.add_argument("--evals", type=int, default=6, help="validations during the run (as notebook 02)")
+    ap.add_argument("--evals", type=int, default=6, help="validations during the run (as notebook 03)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)

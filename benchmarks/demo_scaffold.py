@@ -1,4 +1,4 @@
-"""Scaffolding until stages 01/02 land: truth-box crops of the demo and a quick frame model, then the
+"""Scaffolding until stages 01/03 land: truth-box crops of the demo and a quick frame model, then the
 feature cache. Usage: python benchmarks/demo_scaffold.py [--steps 300] (from the repo root)."""
 
 from __future__ import annotations

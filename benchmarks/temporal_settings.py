@@ -1,4 +1,4 @@
-"""Stage 05 settings on one feature cache: train the temporal encoder with several settings and seeds and
+"""Stage 06 settings on one feature cache: train the temporal encoder with several settings and seeds and
 print frame model / + temporal encoder / + post-processing validation macro F1 for each, then the mean over
 seeds. Used to choose the demo's stage-04 parameters (docs/temporal.md "Demo settings").
 
@@ -22,7 +22,7 @@ SETTINGS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--features", default="runs/demo/features", help="feature cache (notebook 04)")
+    ap.add_argument("--features", default="runs/demo/features", help="feature cache (notebook 05)")
     ap.add_argument("--manifest", default="data_manifests/demo")
     ap.add_argument("--out", default="benchmarks/out/temporal_settings", help="scratch folder for the runs")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
