@@ -101,6 +101,7 @@ def test_encoder_loads_strictly_into_timm_and_into_train_frame(pretrained):
     model = FrameModel(mcfg).eval()
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(model.backbone.forward_features(x), vit.forward_features(x), atol=1e-5)
+    assert model.backbone.global_pool == "avg"  # MAE fine-tuning pools the patch tokens
     # the same architecture from random weights, for the comparison
     scratch = model_config(TrainConfig(backbone="vit_tiny_patch16_224", image_size=32, patch_size=8))
     assert FrameModel(scratch).backbone.pos_embed.shape == model.backbone.pos_embed.shape

@@ -97,12 +97,15 @@ class FrameModel(nn.Module):
 
 def timm_kwargs(config: FrameModelConfig) -> dict[str, Any]:
     """``timm.create_model`` arguments besides the name, pretrained and the class count: dropout, stochastic
-    depth (only when set: not every model takes it) and, with ``patch_size``, a ViT's image and patch size."""
+    depth (only when set: not every model takes it) and, with ``patch_size``, a ViT's image and patch size and
+    average pooling of its patch tokens."""
     kwargs: dict[str, Any] = {"drop_rate": config.drop_rate}
     if config.drop_path_rate:
         kwargs["drop_path_rate"] = config.drop_path_rate
     if config.patch_size is not None:
-        kwargs.update(img_size=config.image_size, patch_size=config.patch_size)
+        # MAE's fine-tuning: the mean of the patch tokens after the final norm (fc_norm off keeps the tensor names
+        # of pretrain-mae's encoder); its class token is never trained by the reconstruction
+        kwargs.update(img_size=config.image_size, patch_size=config.patch_size, global_pool="avg", fc_norm=False)
     return kwargs
 
 
