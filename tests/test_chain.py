@@ -63,7 +63,7 @@ def chain(tiny_demo, tmp_path_factory):
                         kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
     pm.execute_notebook(str(REPO / "notebooks" / "03_semisup_pretrain.ipynb"), str(root / "stage1.ipynb"),
                         parameters=dict(manifest_dir=str(manifest), crops_dir=str(faces / "cropped_aligned"),
-                                        weights=str(run_dir / "mae" / "encoder.pt"), image_size=32,
+                                        unlabeled_dirs=[], weights=str(run_dir / "mae" / "encoder.pt"), image_size=32,
                                         algorithm="supervised", mix="facemix", layer_decay=0.75, steps=2,
                                         out_dir=str(root / "stage1"), workers=0),
                         kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
