@@ -196,6 +196,19 @@ def load_checkpoint(path: str | os.PathLike, fmt: str, remedy: str) -> dict[str,
     raise BadFileError(path, f"is a PyTorch file of another tool (format {found!r})", expected, remedy)
 
 
+def restore_states(path: str | os.PathLike, state: dict[str, Any], objects: dict[str, Any], differs: str) -> None:
+    """``--resume``: load ``state[key]`` into each of ``objects`` (models, optimizers, schedulers: anything with
+    ``load_state_dict``); a state that does not fit is a run of other settings, named with ``differs`` (what
+    may have changed)."""
+    try:
+        for key, obj in objects.items():
+            obj.load_state_dict(state[key])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise UserError(f"--resume: {path} was written with other settings ({differs} differ: "
+                        f"{type(exc).__name__}: {str(exc)[:200]}); resume with the same options or use a new --out"
+                        ) from None
+
+
 def load_state_dict(path: str | os.PathLike, remedy: str) -> dict[str, Any]:
     """Plain model weights (``.pth``/``.pt``/``.safetensors``, optionally under ``state_dict`` or ``model``)."""
     path = Path(path)

@@ -259,20 +259,14 @@ def _pretrain(cfg: MAEConfig) -> MAEResult:
 
 def _resume(cfg: MAEConfig, model, optimizer, scheduler) -> tuple[int, list[dict]]:
     from ..errors import UserError
-    from ..readers import load_checkpoint
+    from ..readers import load_checkpoint, restore_states
 
     path = Path(cfg.out_dir) / "mae.pt"
     if not path.is_file():
         raise UserError(f"--resume: {path} not found; start without --resume")
     state = load_checkpoint(path, STATE_FORMAT, "resume from the OUT folder of an abawkit pretrain-mae run")
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise UserError(f"--resume: {path} was written with other settings (backbone, sizes or decoder differ: "
-                        f"{type(exc).__name__}: {str(exc)[:200]}); resume with the same options or use a new --out"
-                        ) from None
+    restore_states(path, state, {"model": model, "optimizer": optimizer, "scheduler": scheduler},
+                   "backbone, sizes or decoder")
     return int(state["step"]), list(state.get("history", []))
 
 

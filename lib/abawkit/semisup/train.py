@@ -321,19 +321,11 @@ def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None =
             from ..errors import UserError
 
             raise UserError(f"--resume: {last} not found; start without --resume")
-        state = load_frame_checkpoint(last)
-        try:
-            student.load_state_dict(state["student"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            ema.load_state_dict(state["ema"])
-            algo.load_state_dict(state["algorithm"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            from ..errors import UserError
+        from ..readers import restore_states
 
-            raise UserError(f"--resume: {last} was written by another configuration (backbone, algorithm or "
-                            f"threshold differ: {type(exc).__name__}: {str(exc)[:200]}); resume with the same "
-                            f"options or use a new --out") from None
+        state = load_frame_checkpoint(last)
+        restore_states(last, state, {"student": student, "optimizer": optimizer, "scheduler": scheduler,
+                                     "ema": ema, "algorithm": algo}, "backbone, algorithm or threshold")
         start, best, best_step = int(state["step"]), float(state["best_val_macro_f1"]), int(state["best_step"])
         if (out / "metrics.csv").is_file():
             old = pd.read_csv(out / "metrics.csv")
