@@ -61,12 +61,15 @@ def chain(tiny_demo, tmp_path_factory):
                                         out_dir=str(run_dir / "mae"), image_size=32, patch_size=8, decoder_width=32,
                                         decoder_depth=1, decoder_heads=2, steps=4, batch_size=8, workers=0),
                         kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
-    pm.execute_notebook(str(REPO / "notebooks" / "03_semisup_pretrain.ipynb"), str(root / "stage1.ipynb"),
-                        parameters=dict(manifest_dir=str(manifest), crops_dir=str(faces / "cropped_aligned"),
-                                        unlabeled_dirs=[], weights=str(run_dir / "mae" / "encoder.pt"), image_size=32,
-                                        algorithm="supervised", mix="facemix", layer_decay=0.75, steps=2,
-                                        out_dir=str(root / "stage1"), workers=0),
-                        kernel_name="abawkit", cwd=str(REPO), progress_bar=False)
+    # stage 1 of the two-stage recipe on its encoder.pt, through the library (notebook 03 ran once, in the pipeline)
+    from abawkit.config import preset
+    from abawkit.semisup.config import TrainConfig
+    from abawkit.semisup.train import train
+
+    train(preset(TrainConfig, "demo", manifest_dir=str(manifest), crops_dir=str(faces / "cropped_aligned"),
+                 unlabeled_dirs=[], weights=str(run_dir / "mae" / "encoder.pt"), image_size=32,
+                 algorithm="supervised", mix="facemix", layer_decay=0.75, steps=2, out_dir=str(root / "stage1"),
+                 workers=0, progress=False))
     return root, run_dir, record, pipeline
 
 
