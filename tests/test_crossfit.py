@@ -149,6 +149,36 @@ def test_temporal_stage_reports_cross_validation_on_cross_fitted_features(world,
                  "--post-fit", "holdout+cv", "--no-progress", "--out", str(both)]) == 0
     info = json.loads((both / "postprocess.json").read_text())["fit_info"]
     assert info["fold"] == "cross-validation (out-of-fold)" and set(info["fold_ids"]) == set(folds["video_id"])
+    # --select cv: the epoch of the best pooled out-of-fold score, for the fold encoders and the final one
+    chosen = tmp_path / "temporal_select_cv"
+    assert main(["train-temporal", "--features", str(feats), "--manifest", str(world["manifest"]), "--epochs", "4",
+                 "--select", "cv", "--no-progress", "--out", str(chosen)]) == 0
+    curve = pd.read_csv(chosen / "cv" / "epochs.csv", dtype={"fold": str})
+    assert set(curve["fold"]) == {"0", "1", "all"} and len(curve) == 12
+    pooled = curve[curve["fold"] == "all"].set_index("epoch")["macro_f1"]
+    epoch = int(pooled.idxmax())
+    assert __import__("torch").load(chosen / "best.pt", weights_only=True)["epoch"] == epoch
+    assert json.loads((chosen / "run_record.json").read_text())["result"]["epoch"] == epoch
+    cv = pd.read_csv(chosen / "cv.csv", dtype={"fold": str}).set_index(["fold", "stage"])["macro_f1"]
+    # the stored probabilities of the chosen epoch score what the per-epoch confusion matrices gave
+    assert cv["all", "+ temporal encoder"] == pytest.approx(pooled[epoch], abs=2e-3)
+    assert not list((chosen / "cv").rglob("epoch_probs.npy"))  # removed once the epoch is known
+    last = tmp_path / "temporal_select_last"
+    assert main(["train-temporal", "--features", str(feats), "--manifest", str(world["manifest"]), "--epochs", "2",
+                 "--select", "last", "--no-cv", "--no-progress", "--out", str(last)]) == 0
+    assert __import__("torch").load(last / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_select_names_what_it_lacks(world, tmp_path, capsys):
+    argv = ["train-temporal", "--manifest", str(world["manifest"]), "--epochs", "1", "--no-progress",
+            "--features", str(world["features"]), "--out", str(tmp_path / "t")]
+    assert main([*argv, "--select", "cv"]) != 0  # features of one model that saw every training video
+    assert "select cv needs cross-fitted features" in capsys.readouterr().err
+    assert main([*argv, "--select", "holdout"]) != 0  # this manifest holds no held-out video
+    assert "no held-out Train_Set video" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # the option parser's error
+        main([*argv, "--select", "cv", "--no-cv"])
+    assert exc.value.code == 2 and "needs cv on" in capsys.readouterr().err
 
 
 def test_temporal_stage_names_a_missing_video_and_a_wrong_frame_count(world, tmp_path, capsys):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from abawkit.labels import CLASSES, IGNORE, class_counts, class_index, class_name, one_hot
-from abawkit.metrics import f1_report, macro_f1
+from abawkit.metrics import f1_report, macro_f1, macro_f1_from_confusion
 
 
 def test_class_order_is_the_official_one():
@@ -50,3 +50,12 @@ def test_invalid_predictions_are_rejected():
         f1_report(np.array([0, 1]), np.array([0, 8]))
     with pytest.raises(ValueError, match="frames"):
         f1_report(np.array([0, 1]), np.array([0]))
+
+
+def test_pooled_confusion_scores_the_concatenated_frames():
+    rng = np.random.default_rng(0)
+    parts = [(rng.integers(0, 6, n), rng.integers(0, 8, n)) for n in (50, 80, 7)]  # classes 6, 7 never true
+    pooled = sum(f1_report(y, p).confusion for y, p in parts)
+    y, p = (np.concatenate(a) for a in zip(*parts))
+    assert macro_f1_from_confusion(pooled) == pytest.approx(macro_f1(y, p))
+    assert macro_f1_from_confusion(np.zeros((8, 8))) == 0.0

@@ -75,3 +75,13 @@ def f1_report(y_true: np.ndarray, y_pred: np.ndarray) -> F1Report:
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """The challenge score P_EXPR alone."""
     return f1_report(y_true, y_pred).macro_f1
+
+
+def macro_f1_from_confusion(confusion: np.ndarray) -> float:
+    """P_EXPR from a confusion matrix (rows truth, columns prediction), e.g. a sum of per-fold matrices: the
+    pooled score of their frames. F1_c = 2 TP / (2 TP + FP + FN), 0 for a class absent from truth and prediction
+    (what :func:`f1_report` gives)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)))

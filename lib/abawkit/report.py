@@ -336,13 +336,30 @@ def embedding_pca_figure(x: np.ndarray, y: np.ndarray, max_points: int = 4000, s
     return _finish(fig, path)
 
 
-def temporal_curves_figure(metrics: pd.DataFrame, path: str | os.PathLike | None = None):
-    """Training loss and validation macro F1 per epoch (the temporal run's ``metrics.csv``)."""
+def temporal_curves_figure(metrics: pd.DataFrame, path: str | os.PathLike | None = None,
+                           cv_epochs: str | os.PathLike | pd.DataFrame | None = None):
+    """Training loss and macro F1 per epoch (the temporal run's ``metrics.csv``): validation, the held-out
+    Train_Set videos when scored, and with ``cv_epochs`` (the run's ``cv/epochs.csv``, skipped when the file is
+    absent) the cross-validation's pooled out-of-fold score, with the kept epoch of each marked."""
+    if cv_epochs is not None and not isinstance(cv_epochs, pd.DataFrame):
+        cv_epochs = pd.read_csv(cv_epochs, dtype={"fold": str}) if Path(cv_epochs).is_file() else None
     fig = _figure((10, 3))
-    axes = fig.subplots(1, 2)
-    for ax, (column, title) in zip(axes, (("train_loss", "training loss"), ("val_macro_f1", "validation macro F1"))):
-        ax.plot(metrics["epoch"], metrics[column])
-        ax.set_title(title)
+    loss, f1 = fig.subplots(1, 2)
+    loss.plot(metrics["epoch"], metrics["train_loss"])
+    loss.set_title("training loss")
+    curves = [("validation", metrics["epoch"], metrics["val_macro_f1"])]
+    if "holdout_macro_f1" in metrics.columns:
+        curves.append(("held-out Train_Set videos", metrics["epoch"], metrics["holdout_macro_f1"]))
+    if cv_epochs is not None and len(cv_epochs):
+        pooled = cv_epochs[cv_epochs["fold"] == "all"]
+        curves.append(("cross-validation (out-of-fold)", pooled["epoch"], pooled["macro_f1"]))
+    for label, x, y in curves:
+        (line,) = f1.plot(x, y, label=label)
+        best = int(np.nanargmax(np.asarray(y, float)))
+        f1.plot(np.asarray(x)[best], np.asarray(y)[best], "o", color=line.get_color())
+    f1.set_title("macro F1 (dot: best epoch)")
+    f1.legend(fontsize=7)
+    for ax in (loss, f1):
         ax.set_xlabel("epoch")
     return _finish(fig, path)
 

@@ -23,5 +23,6 @@ def main(argv: list[str]) -> int:
     summary = train_temporal(config, load_manifest(config.manifest_dir))
     for row in summary["comparison"]:
         print(f"{row['stage']:>20s}  validation macro F1 {row['macro_f1']:.4f}")
-    print(f"best validation macro F1 {summary['best_val_macro_f1']:.4f}")
+    print(f"kept epoch {summary['epoch']} (--select {summary['select']}): validation macro F1 "
+          f"{summary['val_macro_f1']:.4f}; best over the epochs {summary['best_val_macro_f1']:.4f}")
     return 0

@@ -57,8 +57,8 @@ class TemporalTrainConfig:
     'embeddings', 'has_face', 'logits'), validating macro F1 on the Validation_Set each epoch; fit the
     post-processing (smoothing window, per-class biases) on the manifest's held-out Train_Set videos; compare
     frame model / + temporal encoder / + post-processing on the Validation_Set. Writes OUT/best.pt, OUT/last.pt,
-    OUT/metrics.csv, OUT/postprocess.json, OUT/comparison.csv and OUT/run_record.json; prints the best validation
-    macro F1 last."""
+    OUT/metrics.csv, OUT/postprocess.json, OUT/comparison.csv and OUT/run_record.json (cross-fitted features:
+    also OUT/cv.csv and OUT/cv/epochs.csv); prints the kept epoch and its validation macro F1 last."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 8 training videos: a small, strongly regularized encoder (docs/temporal.md, benchmarks/temporal_settings.py)
@@ -98,6 +98,11 @@ class TemporalTrainConfig:
     """what the post-processing (and the smoothing baseline) is fitted on: the held-out Train_Set videos, or
     those plus every training video's out-of-fold prediction from the cross-validation (cross-fitted features;
     on the demo it did worse: the folds' errors are not the validation videos', docs/temporal.md)"""
+    select: Literal["validation", "holdout", "cv", "last"] = "validation"
+    """the epoch whose encoder is kept as best.pt: the best validation macro F1 (the validation rows are then
+    optimistic: chosen and scored on the same videos), the best on the held-out Train_Set videos, the best pooled
+    out-of-fold macro F1 of the cross-validation (cross-fitted features; every fold's encoder scored each epoch
+    on the videos it left out, the final encoder kept at that epoch), or the last epoch"""
     cv: bool = True
     """with cross-fitted features (abawkit extract-features --folds K): also train one encoder per fold
     without that fold's videos and report frame model / + smoothing / + temporal encoder per fold on their
@@ -116,6 +121,10 @@ class TemporalTrainConfig:
         for name in ("feature_noise", "lr", "weight_decay", "loss_weight_power"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.select not in ("validation", "holdout", "cv", "last"):
+            raise ValueError(f"select {self.select!r}: expected validation, holdout, cv or last")
+        if self.select == "cv" and not self.cv:
+            raise ValueError("select cv chooses the epoch by the cross-validation: it needs cv on (drop --no-cv)")
         if self.post_fit not in ("holdout", "holdout+cv"):
             raise ValueError(f"post_fit {self.post_fit!r}: expected holdout or holdout+cv")
         if not 0 <= self.frame_drop < 1 or not 0 <= self.label_smoothing < 1:

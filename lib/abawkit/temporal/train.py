@@ -27,7 +27,7 @@ def _report(videos, probs):
 
 
 def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
-    """Train, keep ``best.pt`` (by validation macro F1) and ``last.pt``, write ``metrics.csv``,
+    """Train, keep ``best.pt`` (the epoch ``config.select`` chooses) and ``last.pt``, write ``metrics.csv``,
     ``postprocess.json``, ``comparison.csv`` and ``run_record.json`` under ``config.out_dir``; return a summary.
 
     ``manifest``: the loaded manifest of ``config.manifest_dir`` when the caller has it already. Holds the lock of
@@ -42,6 +42,7 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     import torch
 
     from ..io import write_csv
+    from ..features import FeatureError
     from ..manifest import ManifestError, load_manifest
     from ..postprocess import fit_postprocess
     from ..runinfo import save_run_record
@@ -67,11 +68,21 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     folds = {v.video_id: v.fold for v in train}
     crossfitted = all(f is not None and f >= 0 for f in folds.values())
 
+    if config.select == "cv" and not crossfitted:
+        raise FeatureError(f"select cv needs cross-fitted features: {features_dir} holds features of a model that saw "
+                         f"the training videos; extract them with --folds K (abawkit extract-features) or choose "
+                         f"another --select")
+    if config.select == "holdout" and not held:
+        raise ManifestError(f"select holdout: the manifest {manifest.path} holds no held-out Train_Set video; "
+                            f"make one with abawkit manifest --holdout-fraction 0.2 or choose another --select")
+
     extra = {"train_config": asdict(config), "train_videos": train_ids, "holdout_videos": held_ids,
              "crossfitted": crossfitted}
-    best = fit_encoder(config, train, val, out_dir, device, extra)
+    oof, curve = (cross_validate(config, train, folds, val, held, out_dir / "cv", device)
+                  if config.cv and crossfitted else ([], None))
+    keep = int(curve.loc[curve["macro_f1"].idxmax(), "epoch"]) if config.select == "cv" else None
+    fit = fit_encoder(config, train, val, out_dir, device, extra, held=held, keep_epoch=keep)
     model, _ = load_temporal_model(out_dir / "best.pt", device)
-    oof = cross_validate(config, train, folds, val, out_dir / "cv", device) if config.cv and crossfitted else []
     # Post-processing is fitted on TRAINING subjects the encoder did not see, never on the validation split it is
     # reported on: the held-out videos and, with post_fit holdout+cv, every training video's out-of-fold prediction.
     extend = oof if config.post_fit == "holdout+cv" else []
@@ -93,7 +104,8 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     smooth.save(out_dir / "postprocess_frame_model.json")
     comparison = compare_stages(model, post, val, smooth)
     write_csv(out_dir / "comparison.csv", comparison)
-    summary = {"best_val_macro_f1": best, "epochs": config.epochs, "crossfitted": crossfitted,
+    summary = {"best_val_macro_f1": fit["best_val_macro_f1"], "val_macro_f1": fit["val_macro_f1"],
+               "select": config.select, "epoch": fit["epoch"], "epochs": config.epochs, "crossfitted": crossfitted,
                "postprocess": {"window": post.window, "bias": list(post.bias), "fold": fit_info["fold"]},
                "comparison": comparison.to_dict(orient="records")}
     if oof:
@@ -105,9 +117,11 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 
 
 def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, extra: dict,
-                progress: bool | None = None) -> float:
-    """Train an encoder on the videos ``train``, validating on ``val`` each epoch; write ``best.pt``,
-    ``last.pt`` and ``metrics.csv`` into ``out_dir``; return the best validation macro F1."""
+                progress: bool | None = None, held=(), keep_epoch: int | None = None, on_epoch=None) -> dict:
+    """Train an encoder on the videos ``train``, scoring ``val`` (and the held-out videos ``held``) each epoch;
+    write ``best.pt`` (the epoch ``config.select`` chooses; ``keep_epoch`` when given), ``last.pt`` and
+    ``metrics.csv`` into ``out_dir``. ``on_epoch(epoch, model)`` runs after each epoch. Returns the kept
+    ``epoch``, its ``val_macro_f1`` and the ``best_val_macro_f1`` over all epochs."""
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
     from tqdm.auto import tqdm
@@ -141,7 +155,8 @@ def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, 
     steps = max(1, config.epochs * len(loader))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
 
-    history, best = [], -1.0
+    held = list(held)
+    history, kept, best_val = [], {"epoch": 0, "val_macro_f1": float("nan"), "score": -1.0}, -1.0
     show = config.progress if progress is None else progress
     bar = tqdm(range(1, config.epochs + 1), desc="temporal", unit="epoch", disable=not show)
     for epoch in bar:
@@ -162,37 +177,91 @@ def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, 
             sched.step()
             total += float(loss.detach()) * len(x)
             seen += len(x)
-        val_f1 = _report(val, _probs(model, val)).macro_f1
-        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_macro_f1": val_f1,
-                        "lr": sched.get_last_lr()[0]})
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1),
+               "val_macro_f1": _report(val, _probs(model, val)).macro_f1, "lr": sched.get_last_lr()[0]}
+        if held:
+            row["holdout_macro_f1"] = _report(held, _probs(model, held)).macro_f1
+        history.append(row)
         write_csv(out_dir / "metrics.csv", pd.DataFrame(history))
-        if val_f1 > best:
-            best = val_f1
-            save_temporal_checkpoint(out_dir / "best.pt", model, epoch=epoch, val_macro_f1=val_f1, **extra)
-        save_temporal_checkpoint(out_dir / "last.pt", model, epoch=epoch, val_macro_f1=val_f1, **extra)
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_f1=f"{val_f1:.3f}", best=f"{best:.3f}")
-    return best
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+        best_val = max(best_val, row["val_macro_f1"])
+        score = (float(epoch == keep_epoch) if keep_epoch is not None else
+                 {"validation": row["val_macro_f1"], "holdout": row.get("holdout_macro_f1", -1.0),
+                  "last": float(epoch), "cv": float(epoch)}[config.select])
+        if score > kept["score"]:
+            kept = {"epoch": epoch, "val_macro_f1": row["val_macro_f1"], "score": score}
+            save_temporal_checkpoint(out_dir / "best.pt", model, epoch=epoch, val_macro_f1=row["val_macro_f1"],
+                                     select=config.select, **extra)
+        save_temporal_checkpoint(out_dir / "last.pt", model, epoch=epoch, val_macro_f1=row["val_macro_f1"], **extra)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_f1=f"{row['val_macro_f1']:.3f}",
+                        kept=f"{kept['epoch']}")
+    return {"epoch": kept["epoch"], "val_macro_f1": kept["val_macro_f1"], "best_val_macro_f1": best_val}
 
 
-def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], val, out_dir: Path,
-                   device) -> list[tuple[int, list, list[np.ndarray]]]:
+def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], val, held, out_dir: Path,
+                   device) -> tuple[list[tuple[int, list, list[np.ndarray]]], pd.DataFrame]:
     """Per fold f of cross-fitted features: an encoder trained without fold f's videos (into ``out_dir/fold_f``,
-    selected on ``val`` like the main one) and its probabilities on fold f's videos: ``(f, videos, probs)``."""
+    its epoch chosen like the main one's) and its probabilities on fold f's videos, ``(f, videos, probs)``; and
+    the per-epoch curve ``epoch, fold, macro_f1`` of each fold's encoder on its left-out videos (``fold`` all:
+    pooled over every fold), written to ``out_dir/epochs.csv``.
+
+    With ``select`` cv the epoch is the curve's best pooled one, the same for every fold; each fold's
+    probabilities of every epoch wait in ``out_dir/fold_f/epoch_probs.npy`` (float16, epochs x frames x 8, on disk)
+    until it is known, and the file is removed after."""
     from tqdm.auto import tqdm
 
+    from ..io import write_csv
+    from ..labels import NUM_CLASSES
+    from ..metrics import macro_f1_from_confusion
     from .model import load_temporal_model
 
-    out = []
+    by_cv = config.select == "cv"
+    runs, confusions = [], {}
     for f in tqdm(sorted(set(folds.values())), desc="cross-validation", unit="fold", disable=not config.progress):
         inside = [v for v in train if folds[v.video_id] != f]
-        held = [v for v in train if folds[v.video_id] == f]
-        if not inside or not held:
+        left = [v for v in train if folds[v.video_id] == f]
+        if not inside or not left:
             continue
-        fit_encoder(config, inside, val, out_dir / f"fold_{f}", device,
-                    {"train_videos": [v.video_id for v in inside], "cv_fold": f}, progress=False)
-        model, _ = load_temporal_model(out_dir / f"fold_{f}" / "best.pt", device)
-        out.append((f, held, _probs(model, held)))
-    return out
+        fold_dir = out_dir / f"fold_{f}"
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        sizes = np.cumsum([0] + [len(v.labels) for v in left])
+        store = (np.lib.format.open_memmap(fold_dir / "epoch_probs.npy", mode="w+", dtype=np.float16,
+                                           shape=(config.epochs, int(sizes[-1]), NUM_CLASSES)) if by_cv else None)
+        confusions[f] = []
+
+        def record(epoch, model, left=left, store=store, f=f, sizes=sizes):
+            probs = _probs(model, left)
+            confusions[f].append(_report(left, probs).confusion)
+            if store is not None:
+                store[epoch - 1] = np.concatenate(probs).astype(np.float16)
+
+        fit_encoder(config, inside, val, fold_dir, device,
+                    {"train_videos": [v.video_id for v in inside], "cv_fold": f}, progress=False, held=held,
+                    on_epoch=record)
+        runs.append((f, left, store, sizes))
+    rows = [{"epoch": e + 1, "fold": str(f), "macro_f1": macro_f1_from_confusion(cms[e])}
+            for f, cms in confusions.items() for e in range(len(cms))]
+    rows += [{"epoch": e + 1, "fold": "all",
+              "macro_f1": macro_f1_from_confusion(sum(cms[e] for cms in confusions.values()))}
+             for e in range(config.epochs) if confusions]
+    curve = pd.DataFrame(rows, columns=["epoch", "fold", "macro_f1"])
+    write_csv(out_dir / "epochs.csv", curve)
+    pooled = curve[curve["fold"] == "all"].reset_index(drop=True)
+    chosen = int(pooled.loc[pooled["macro_f1"].idxmax(), "epoch"]) if len(pooled) else 0
+    out = []
+    while runs:
+        f, left, store, sizes = runs.pop(0)
+        if store is not None:
+            flat = np.asarray(store[chosen - 1], dtype=np.float32)
+            probs = [flat[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
+            del store
+            (out_dir / f"fold_{f}" / "epoch_probs.npy").unlink()
+        else:
+            model, _ = load_temporal_model(out_dir / f"fold_{f}" / "best.pt", device)
+            probs = _probs(model, left)
+        out.append((f, left, probs))
+    return out, pooled
 
 
 def cv_report(oof, post, smooth) -> pd.DataFrame:
