@@ -9,6 +9,9 @@ each with several inputs and seeds, and print validation macro F1 of frame model
     PYTHONPATH=lib python benchmarks/temporal_crossfit.py --frame-models benchmarks/out/crossfit/seedS/frame_model \\
         --inputs embeddings --set residual_logits=true --out benchmarks/out/temporal_crossfit/mS_residual
     PYTHONPATH=lib python benchmarks/temporal_crossfit.py --combine benchmarks/out/temporal_crossfit/*/results.csv
+    # the epoch chosen on validation, held-out or out-of-fold videos, scored on validation and test:
+    PYTHONPATH=lib python benchmarks/temporal_crossfit.py --features runs/demo_crossfit/features --inputs embeddings \
+        --selects validation holdout cv last --set residual_logits=true --truth data/demo/test_ground_truth
 
 Writes ``--out``/results.csv (one row per run) and prints the means; ``--combine`` prints the means over several
 such files (frame-model seeds run side by side; docs/temporal.md "Cross-fitting, measured").
@@ -27,6 +30,14 @@ def main() -> None:
                          "setting) and exit")
     ap.add_argument("--frame-models", nargs="+",
                     help="frame-model folders of abawkit train-frame --folds K (folds.csv, fold_i/best.pt, best.pt)")
+    ap.add_argument("--features", nargs="+", metavar="DIR",
+                    help="instead of --frame-models: feature folders already cached (abawkit extract-features, "
+                         "e.g. a pipeline run's features/), used as they are")
+    ap.add_argument("--selects", nargs="+", default=["validation"], choices=["validation", "holdout", "cv", "last"],
+                    help="how the encoder's epoch is chosen (train-temporal --select); one run per value")
+    ap.add_argument("--truth", metavar="DIR",
+                    help="test labels (the demo's data/demo/test_ground_truth): also score every stage on the "
+                         "Test_Set")
     ap.add_argument("--manifest", default="data_manifests/demo")
     ap.add_argument("--crops", default="data/faces/demo/cropped_aligned")
     ap.add_argument("--out", default="benchmarks/out/temporal_crossfit", help="scratch folder for features and runs")
@@ -44,23 +55,21 @@ def main() -> None:
     if args.combine:
         summarize(pd.concat([pd.read_csv(p) for p in args.combine], ignore_index=True))
         return
-    if not args.frame_models:
-        ap.error("--frame-models is required (or --combine)")
+    if not args.frame_models and not args.features:
+        ap.error("--frame-models or --features is required (or --combine)")
 
-    from abawkit.config import build
     from abawkit.features import FeatureConfig, extract_features
     from abawkit.folds import read_folds
     from abawkit.manifest import load_manifest
-    from abawkit.temporal.config import TemporalTrainConfig
-    from abawkit.temporal.train import train_temporal
 
     manifest = load_manifest(args.manifest)
     out = Path(args.out)
     import yaml
 
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}  # true, 0.5, null
+    truth = load_truth(args.truth) if args.truth else None
     rows = []
-    for m, frame_dir in enumerate(args.frame_models):
+    for m, frame_dir in enumerate(args.frame_models or []):
         k = int(read_folds(frame_dir)["fold"].max()) + 1
         caches = {(1, "full"): out / f"m{m}_k1"}
         caches.update({(k, e): out / f"m{m}_k{k}_{e}" for e in args.eval_models})
@@ -68,22 +77,72 @@ def main() -> None:
             extract_features(FeatureConfig(checkpoint=f"{frame_dir}/best.pt", crops_dir=args.crops,
                                            manifest_dir=args.manifest, features_dir=str(features), folds=folds,
                                            eval_model=eval_model, workers=0, progress=False), manifest)
-            for inputs in args.inputs:
-                for seed in args.seeds:
-                    run = out / f"{features.name}_{inputs}_seed{seed}"
-                    values = {"preset": args.preset, **extra, "inputs": inputs, "seed": seed, "progress": False,
-                              "features_dir": str(features), "manifest_dir": args.manifest, "out_dir": str(run)}
-                    config = build(TemporalTrainConfig, values)
-                    summary = train_temporal(config, manifest)
-                    f1 = {r["stage"]: r["macro_f1"] for r in summary["comparison"]}
-                    cv = {f"cv {r['stage']}": r["macro_f1"] for r in summary.get("cv", [])}
-                    row = {"frame_model": frame_dir, "folds": folds, "eval_model": eval_model, "inputs": inputs,
-                           "residual_logits": config.model.residual_logits, "seed": seed, **f1, **cv}
-                    rows.append(row)
-                    print(f"m{m} K={folds} {eval_model:<4} {inputs:<10} seed {seed}: "
-                          + "  ".join(f"{k_} {v:.3f}" for k_, v in {**f1, **cv}.items()), flush=True)
-                    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+            rows += train_runs(args, manifest, extra, features, f"m{m}_k{folds}_{eval_model}", truth,
+                               {"frame_model": frame_dir, "folds": folds, "eval_model": eval_model}, out, rows)
+    for m, features in enumerate(args.features or []):
+        sources = pd.read_csv(Path(features) / "sources.csv") if (Path(features) / "sources.csv").is_file() else None
+        folds = max(1, int(sources["fold"].max()) + 1) if sources is not None else 1
+        rows += train_runs(args, manifest, extra, Path(features), f"f{m}", truth,
+                           {"frame_model": str(features), "folds": folds, "eval_model": "as cached"}, out, rows)
     summarize(pd.DataFrame(rows))
+
+
+def train_runs(args, manifest, extra, features, name, truth, about, out, done) -> list[dict]:
+    """One temporal training per (inputs, select, seed) on the feature folder ``features``: its result rows."""
+    import pandas as pd
+
+    from abawkit.config import build
+    from abawkit.temporal.config import TemporalTrainConfig
+    from abawkit.temporal.train import train_temporal
+
+    rows = []
+    for inputs in args.inputs:
+        for select in args.selects:
+            for seed in args.seeds:
+                run = out / f"{name}_{inputs}_{select}_seed{seed}"
+                values = {"preset": args.preset, **extra, "inputs": inputs, "select": select, "seed": seed,
+                          "progress": False, "features_dir": str(features), "manifest_dir": args.manifest,
+                          "out_dir": str(run)}
+                config = build(TemporalTrainConfig, values)
+                summary = train_temporal(config, manifest)
+                f1 = {r["stage"]: r["macro_f1"] for r in summary["comparison"]}
+                cv = {f"cv {r['stage']}": r["macro_f1"] for r in summary.get("cv", [])}
+                test = score_test(run, features, manifest, truth) if truth is not None else {}
+                row = {**about, "inputs": inputs, "residual_logits": config.model.residual_logits, "select": select,
+                       "seed": seed, "epoch": summary["epoch"], **f1, **cv, **test}
+                rows.append(row)
+                print(f"{name} {inputs:<10} {select:<10} seed {seed} (epoch {summary['epoch']}): "
+                      + "  ".join(f"{k_} {v:.3f}" for k_, v in {**f1, **cv, **test}.items()), flush=True)
+                pd.DataFrame(done + rows).to_csv(out / "results.csv", index=False)
+    return rows
+
+
+def load_truth(folder) -> dict:
+    from abawkit.annotations import load_label_folder
+
+    return load_label_folder(folder)
+
+
+def score_test(run, features, manifest, truth) -> dict[str, float]:
+    """``test <stage>``: macro F1 of each stage of the temporal run ``run`` on the Test_Set subjects of ``truth``."""
+    import numpy as np
+
+    from abawkit.features import open_video_features
+    from abawkit.postprocess import PostProcess
+    from abawkit.temporal.data import VideoFeatures
+    from abawkit.temporal.model import load_temporal_model
+    from abawkit.temporal.train import _probs, _report, stage_probs
+
+    model, _ = load_temporal_model(Path(run) / "best.pt")
+    post = PostProcess.load(Path(run) / "postprocess.json")
+    smooth = PostProcess.load(Path(run) / "postprocess_frame_model.json")
+    videos = []
+    for vid in manifest.video_ids("Test_Set"):
+        f = open_video_features(features, vid)
+        videos.append(VideoFeatures(vid, f["embeddings"], np.asarray(f["has_face"], bool), f["logits"],
+                                    np.asarray(truth[vid], np.int64)))
+    stages = stage_probs(videos, _probs(model, videos), post, smooth)
+    return {f"test {name}": _report(videos, probs).macro_f1 for name, probs in stages.items()}
 
 
 def summarize(table) -> None:
@@ -91,13 +150,16 @@ def summarize(table) -> None:
     table = table.copy()
     if "residual_logits" not in table:
         table["residual_logits"] = False
-    keys = ["residual_logits", "folds", "eval_model", "inputs"]
+    if "select" not in table:
+        table["select"] = "validation"
+    keys = ["residual_logits", "folds", "eval_model", "inputs", "select"]
     n_models, seeds = table["frame_model"].nunique(), sorted(table["seed"].unique())
     print(f"\nmean over {n_models} frame model(s) x seeds {seeds} (validation macro F1; cv = out-of-fold training "
           f"videos)")
     table["encoder gain"] = table["+ temporal encoder"] - table["frame model"]
     table["encoder - smoothing"] = table["+ temporal encoder"] - table["frame model + smoothing"]
-    means = table.drop(columns=["frame_model", "seed"]).groupby(keys, sort=False).mean(numeric_only=True)
+    means = table.drop(columns=["frame_model", "seed", "epoch"], errors="ignore")
+    means = means.groupby(keys, sort=False).mean(numeric_only=True)
     print(means.round(3).to_string())
     wins = table.groupby(keys, sort=False)["encoder gain"].agg(lambda s: f"{int((s > 0).sum())}/{len(s)}")
     print("\nruns where the encoder beats the frame model:\n" + wins.to_string())

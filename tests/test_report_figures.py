@@ -83,6 +83,14 @@ def test_temporal_curves_figure_plots_loss_and_f1_per_epoch():
     fig = temporal_curves_figure(metrics)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert fig.axes[1].lines[0].get_ydata().tolist() == [0.1, 0.2, 0.25]
+    # the held-out videos' and the cross-validation's curves, each with its best epoch marked
+    metrics["holdout_macro_f1"] = [0.3, 0.1, 0.2]
+    cv = pd.DataFrame({"epoch": [1, 2, 3, 1, 2, 3], "fold": ["0"] * 3 + ["all"] * 3,
+                       "macro_f1": [0.0, 0.0, 0.0, 0.2, 0.4, 0.3]})
+    lines = temporal_curves_figure(metrics, cv_epochs=cv).axes[1].lines
+    assert [line.get_ydata().tolist() for line in lines[1::2]] == [[0.25], [0.3], [0.4]]
+    assert lines[4].get_ydata().tolist() == [0.2, 0.4, 0.3]
+    assert len(temporal_curves_figure(metrics, cv_epochs="absent.csv").axes[1].lines) == 4
 
 
 def test_stage_timelines_figure_draws_truth_frame_model_and_final_per_video():
