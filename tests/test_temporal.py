@@ -33,8 +33,19 @@ def _model(window=16, dim=8, residual=False):
                                                residual_logits=residual), embed_dim=dim).eval()
 
 
+def test_residual_encoder_starts_at_the_frame_model():
+    model = _model(residual=True)
+    rng = np.random.default_rng(0)
+    x, lg = rng.normal(size=(2, 16, 8)).astype(np.float32), rng.normal(size=(2, 16, 8)).astype(np.float32)
+    face = rng.random((2, 16)) > 0.3
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), torch.from_numpy(face), torch.from_numpy(lg)).numpy()
+    np.testing.assert_allclose(out, np.where(face[..., None], lg, 0.0), atol=1e-6)  # untrained: no correction
+
+
 def test_masked_frame_features_reach_no_other_frame():
     model = _model(residual=True)
+    torch.nn.init.normal_(model.head.weight, std=0.5)  # a trained correction (it starts at zero)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 16, 8)).astype(np.float32)
     face = np.ones((1, 16), bool)

@@ -50,6 +50,9 @@ class TemporalEncoder(nn.Module):
         self.norm = nn.LayerNorm(config.width)
         self.head = nn.Linear(config.width, NUM_CLASSES)
         self.logit_scale = nn.Parameter(torch.ones(1)) if config.residual_logits else None
+        if config.residual_logits:  # the correction starts at zero: before training, the frame model's logits
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @staticmethod
     def input_dim(config: TemporalConfig, embed_dim: int) -> int:
