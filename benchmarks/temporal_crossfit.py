@@ -48,9 +48,17 @@ def main() -> None:
     ap.add_argument("--preset", default="demo", help="TemporalTrainConfig preset")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                     help="other TemporalTrainConfig settings for every run (e.g. residual_logits=true)")
+    ap.add_argument("--curves", nargs="+", metavar="LABEL=RUN_DIR",
+                    help="draw the per-epoch out-of-fold (cv/epochs.csv) and validation (metrics.csv) macro F1 of "
+                         "these temporal runs beside the frame model's into --figure, and exit")
+    ap.add_argument("--figure", default="docs/figures/temporal_epoch_selection.png")
     args = ap.parse_args()
 
     import pandas as pd
+
+    if args.curves:
+        curves_figure(dict(item.split("=", 1) for item in args.curves), args.figure)
+        return
 
     if args.combine:
         summarize(pd.concat([pd.read_csv(p) for p in args.combine], ignore_index=True))
@@ -115,6 +123,41 @@ def train_runs(args, manifest, extra, features, name, truth, about, out, done) -
                       + "  ".join(f"{k_} {v:.3f}" for k_, v in {**f1, **cv, **test}.items()), flush=True)
                 pd.DataFrame(done + rows).to_csv(out / "results.csv", index=False)
     return rows
+
+
+def curves_figure(runs: dict[str, str], path: str) -> None:
+    """Per epoch, for each run: the cross-validation's pooled out-of-fold macro F1 and the validation macro F1,
+    with the frame model's (and + smoothing's) score of each as dashed lines (the run's cv.csv, comparison.csv)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharex=True)
+    first = next(iter(runs.values()))
+    cv_rows = pd.read_csv(Path(first) / "cv.csv", dtype={"fold": str}).query("fold == 'all'").set_index("stage")
+    val_rows = pd.read_csv(Path(first) / "comparison.csv").set_index("stage")
+    for ax, rows, title in ((axes[0], cv_rows, "cross-validation: 7 training videos, out-of-fold"),
+                            (axes[1], val_rows, "Validation_Set: 2 videos")):
+        for stage, style in (("frame model", "k--"), ("frame model + smoothing", "k:")):
+            ax.axhline(rows.loc[stage, "macro_f1"], color=style[0], ls=style[1:], lw=1, label=stage)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("macro F1")
+    for label, run in runs.items():
+        curve = pd.read_csv(Path(run) / "cv" / "epochs.csv", dtype={"fold": str}).query("fold == 'all'")
+        (line,) = axes[0].plot(curve["epoch"], curve["macro_f1"], label=label)
+        best = curve["macro_f1"].idxmax()
+        axes[0].plot(curve.loc[best, "epoch"], curve.loc[best, "macro_f1"], "o", color=line.get_color())
+        metrics = pd.read_csv(Path(run) / "metrics.csv")
+        axes[1].plot(metrics["epoch"], metrics["val_macro_f1"], color=line.get_color(), label=label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("temporal encoder per epoch (dot: the epoch --select cv keeps)", fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"figure: {path}")
 
 
 def load_truth(folder) -> dict:
