@@ -138,7 +138,7 @@ def test_temporal_encoder_beats_per_frame_classifier(synthetic_run):
     assert list(table.index) == ["frame model", "frame model + smoothing", "+ temporal encoder", "+ post-processing"]
     frame, temporal = table.loc["frame model", "macro_f1"], table.loc["+ temporal encoder", "macro_f1"]
     assert temporal > frame + 0.1, table
-    assert summary["select"] == "validation"  # auto, features of one model
+    assert summary["select"] == "validation"  # the default
     assert abs(summary["best_val_macro_f1"] - temporal) < 1e-6
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 25 and {"epoch", "train_loss", "val_macro_f1"} <= set(metrics.columns)

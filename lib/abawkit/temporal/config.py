@@ -98,13 +98,12 @@ class TemporalTrainConfig:
     """what the post-processing (and the smoothing baseline) is fitted on: the held-out Train_Set videos, or
     those plus every training video's out-of-fold prediction from the cross-validation (cross-fitted features;
     on the demo it did worse: the folds' errors are not the validation videos', docs/temporal.md)"""
-    select: Literal["auto", "validation", "holdout", "cv", "last"] = "auto"
+    select: Literal["validation", "holdout", "cv", "last"] = "validation"
     """the epoch whose encoder is kept as best.pt: the best validation macro F1 (the validation rows are then
     optimistic: chosen and scored on the same videos), the best on the held-out Train_Set videos, the best pooled
     out-of-fold macro F1 of the cross-validation (cross-fitted features; every fold's encoder scored each epoch
-    on the videos it left out, the final encoder kept at that epoch), or the last epoch; auto: cv with
-    cross-fitted features and cv on, else validation (on the demo, cv's choice scored better on the test split,
-    docs/temporal.md)"""
+    on the videos it left out, the final encoder kept at that epoch), or the last epoch (on the demo none of
+    them made the encoder beat the frame model on the test split, docs/temporal.md)"""
     cv: bool = True
     """with cross-fitted features (abawkit extract-features --folds K): also train one encoder per fold
     without that fold's videos and report frame model / + smoothing / + temporal encoder per fold on their
@@ -123,8 +122,8 @@ class TemporalTrainConfig:
         for name in ("feature_noise", "lr", "weight_decay", "loss_weight_power"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
-        if self.select not in ("auto", "validation", "holdout", "cv", "last"):
-            raise ValueError(f"select {self.select!r}: expected auto, validation, holdout, cv or last")
+        if self.select not in ("validation", "holdout", "cv", "last"):
+            raise ValueError(f"select {self.select!r}: expected validation, holdout, cv or last")
         if self.select == "cv" and not self.cv:
             raise ValueError("select cv chooses the epoch by the cross-validation: it needs cv on (drop --no-cv)")
         if self.post_fit not in ("holdout", "holdout+cv"):

@@ -3,7 +3,7 @@ and compare frame model / + temporal encoder / + post-processing on the validati
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +68,6 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     folds = {v.video_id: v.fold for v in train}
     crossfitted = all(f is not None and f >= 0 for f in folds.values())
 
-    if config.select == "auto":
-        config = replace(config, select="cv" if crossfitted and config.cv else "validation")
     if config.select == "cv" and not crossfitted:
         raise FeatureError(f"select cv needs cross-fitted features: {features_dir} holds features of a model that saw "
                          f"the training videos; extract them with --folds K (abawkit extract-features) or choose "
