@@ -41,8 +41,8 @@ def train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     import torch
 
-    from ..io import write_csv
     from ..features import FeatureError
+    from ..io import write_csv
     from ..manifest import ManifestError, load_manifest
     from ..postprocess import fit_postprocess
     from ..runinfo import save_run_record
@@ -69,9 +69,9 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
     crossfitted = all(f is not None and f >= 0 for f in folds.values())
 
     if config.select == "cv" and not crossfitted:
-        raise FeatureError(f"select cv needs cross-fitted features: {features_dir} holds features of a model that saw "
-                         f"the training videos; extract them with --folds K (abawkit extract-features) or choose "
-                         f"another --select")
+        raise FeatureError(f"select cv needs cross-fitted features: {features_dir} holds features of a model that "
+                           f"saw the training videos; extract them with --folds K (abawkit extract-features) or "
+                           f"choose another --select")
     if config.select == "holdout" and not held:
         raise ManifestError(f"select holdout: the manifest {manifest.path} holds no held-out Train_Set video; "
                             f"make one with abawkit manifest --holdout-fraction 0.2 or choose another --select")
@@ -208,7 +208,7 @@ def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], va
 
     With ``select`` cv the epoch is the curve's best pooled one, the same for every fold; each fold's
     probabilities of every epoch wait in ``out_dir/fold_f/epoch_probs.npy`` (float16, epochs x frames x 8, on disk)
-    until it is known, and the file is removed after."""
+    until it is known, and the file is removed after; the fold's ``best.pt`` is then its last epoch."""
     from tqdm.auto import tqdm
 
     from ..io import write_csv
