@@ -107,6 +107,9 @@ def main() -> None:
     ap.add_argument("--distill-iterations", type=int, default=150)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", nargs="+", choices=TRAIN_ROWS, default=TRAIN_ROWS, metavar="ROW",
+                    help="training rows to run (labeled alone always runs: it is the primitive model); default all: "
+                         + ", ".join(repr(r) for r in TRAIN_ROWS))
     args = ap.parse_args()
 
     import torch
@@ -135,6 +138,8 @@ def main() -> None:
     sel_rows, dist_rows = [], []
 
     def run(name, seed, csvs, weights):
+        if name != "labeled alone" and name not in args.rows:
+            return
         if any(r["row"] == name and r["seed"] == seed for r in rows):
             return
         row = train_row(out, name, seed, csvs, weights, val_csv, settings)
@@ -157,7 +162,7 @@ def main() -> None:
         selected = out / "selected" / f"similarity_s{seed}" / "selected.csv"
         run("+ selected", seed, [labeled_csv, selected], [1.0, args.selected_weight])
         run("+ selected, weight 0.5", seed, [labeled_csv, selected], [1.0, 0.5])
-        for k in (1, 10):
+        for k in (k for k in (1, 10) if f"+ distilled K={k}" in args.rows):
             dist_dir = out / "distilled" / f"k{k}_s{seed}"
             res = distill(build(DistillConfig, dict(preset="demo", labeled_csvs=(str(labeled_csv), str(selected)),
                                                     per_class=k, image_size=args.image_size, seed=seed,
@@ -165,6 +170,8 @@ def main() -> None:
                                                     progress=False)))
             dist_rows += res.summary.assign(K=k, seed=seed).to_dict("records")
             run(f"+ distilled K={k}", seed, [labeled_csv, dist_dir / "distilled.csv"], [1.0, 1.0])
+        if "+ 10 random selected/class" not in args.rows:
+            continue
         sel = pd.read_csv(selected)
         sub = sel.sample(frac=1.0, random_state=seed).groupby("label").head(10)
         sub_csv = out / "selected" / f"random10_s{seed}.csv"
