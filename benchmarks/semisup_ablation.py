@@ -78,6 +78,28 @@ def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int) ->
     return out / "labeled.csv", pool, truth
 
 
+def test_video_pool(manifest_dir: str, crops: str, truth_dir: str, out: Path, stride: int = 3) -> tuple[Path, dict]:
+    """A folder of links to every ``stride``-th crop of the manifest's Test_Set videos (new subjects: the opt-in
+    transductive pool of ``train-frame --unlabeled-test-videos``) and their classes from ``truth_dir`` (the demo's
+    test labels, used only to measure pseudo-label precision)."""
+    from abawkit.annotations import load_label_folder
+    from abawkit.manifest import load_manifest
+    from abawkit.semisup.data import unlabeled_frames_from_manifest
+
+    labels = load_label_folder(truth_dir) if Path(truth_dir).is_dir() else {}
+    pool = out / "unlabeled_test_frames"
+    pool.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, int] = {}
+    for p in unlabeled_frames_from_manifest(load_manifest(manifest_dir), crops, ("Test_Set",), stride):
+        vid, frame = Path(p).parent.name, int(Path(p).stem)
+        link = pool / f"{vid}_{frame:05d}.jpg"
+        if not link.exists():
+            link.symlink_to(os.path.abspath(p))
+        known = labels.get(vid)
+        truth[str(link)] = int(known[frame - 1]) if known is not None and frame <= len(known) else -1
+    return pool, truth
+
+
 def render_truth(raw_dir: str, aligned_dir: str | None = None) -> dict[str, int]:
     """Known classes of the demo's unlabeled renders (render_truth/unlabeled_faces.csv; LFW faces: -1), for the raw
     files and for their aligned crops (through the index's ``source`` column of ``extract-faces --images``)."""
@@ -140,6 +162,11 @@ def main() -> None:
                     help="per-crop standardization (default per-image, as the demo pipeline; docs/semisup.md)")
     ap.add_argument("--unlabeled-warmup", type=int, default=150,
                     help="supervised steps before the unlabeled parts start (semi-supervised variants)")
+    ap.add_argument("--unlabeled-test-videos", action="store_true",
+                    help="add every 3rd crop of the Test_Set videos to the unlabeled pool (new subjects; the "
+                         "transductive opt-in of train-frame --unlabeled-test-videos); validation is unchanged")
+    ap.add_argument("--test-truth", default="data/demo/test_ground_truth",
+                    help="test labels, only to measure the pseudo-labels' precision on those frames")
     args = ap.parse_args()
 
     from abawkit.manifest import load_manifest
@@ -149,7 +176,13 @@ def main() -> None:
     labeled_csv, pool, truth = few_label_split(args.manifest, args.crops, out, args.per_class)
     truth.update(render_truth(args.raw_unlabeled_dir, args.unlabeled_dir))
     val = frames_from_manifest(load_manifest(args.manifest), args.crops, "Validation_Set", 2)
-    run_ablation(out, labeled_csv, val[["path", "label"]], (pool, args.unlabeled_dir), (pool, args.raw_unlabeled_dir),
+    extra: tuple = ()
+    if args.unlabeled_test_videos:
+        test_pool, test_truth = test_video_pool(args.manifest, args.crops, args.test_truth, out)
+        truth.update(test_truth)
+        extra = (test_pool,)
+    run_ablation(out, labeled_csv, val[["path", "label"]], (pool, args.unlabeled_dir, *extra),
+                 (pool, args.raw_unlabeled_dir, *extra),
                  truth, args.variants, args.seeds,
                  dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch_size,
                       input_norm=args.input_norm),
