@@ -70,12 +70,16 @@ def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int) ->
     truth: dict[str, int] = {}
     unannotated = unlabeled_frames_from_manifest(manifest, crops, stride=3)
     for p, label in [*zip(rest["path"], rest["label"]), *((p, -1) for p in unannotated)]:
-        vid, frame = Path(p).parent.name, Path(p).stem
-        link = pool / f"{vid}_{frame}.jpg"
-        if not link.exists():
-            link.symlink_to(os.path.abspath(p))
-        truth[str(link)] = int(label)
+        truth[str(link_crop(pool, p))] = int(label)
     return out / "labeled.csv", pool, truth
+
+
+def link_crop(pool: Path, path) -> Path:
+    """A link ``pool/<video_id>_<frame>.jpg`` to the crop ``path`` (``<video_id>/<frame>.jpg``), made once."""
+    link = pool / f"{Path(path).parent.name}_{Path(path).stem}.jpg"
+    if not link.exists():
+        link.symlink_to(os.path.abspath(path))
+    return link
 
 
 def test_video_pool(manifest_dir: str, crops: str, truth_dir: str, out: Path, stride: int = 3) -> tuple[Path, dict]:
@@ -91,12 +95,8 @@ def test_video_pool(manifest_dir: str, crops: str, truth_dir: str, out: Path, st
     pool.mkdir(parents=True, exist_ok=True)
     truth: dict[str, int] = {}
     for p in unlabeled_frames_from_manifest(load_manifest(manifest_dir), crops, ("Test_Set",), stride):
-        vid, frame = Path(p).parent.name, int(Path(p).stem)
-        link = pool / f"{vid}_{frame:05d}.jpg"
-        if not link.exists():
-            link.symlink_to(os.path.abspath(p))
-        known = labels.get(vid)
-        truth[str(link)] = int(known[frame - 1]) if known is not None and frame <= len(known) else -1
+        known, frame = labels.get(Path(p).parent.name), int(Path(p).stem)
+        truth[str(link_crop(pool, p))] = int(known[frame - 1]) if known is not None and frame <= len(known) else -1
     return pool, truth
 
 

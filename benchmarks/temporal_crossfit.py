@@ -75,7 +75,9 @@ def main() -> None:
     import yaml
 
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}  # true, 0.5, null
-    truth = load_truth(args.truth) if args.truth else None
+    from abawkit.annotations import load_label_folder
+
+    truth = load_label_folder(args.truth) if args.truth else None
     rows = []
     for m, frame_dir in enumerate(args.frame_models or []):
         k = int(read_folds(frame_dir)["fold"].max()) + 1
@@ -160,30 +162,32 @@ def curves_figure(runs: dict[str, str], path: str) -> None:
     print(f"figure: {path}")
 
 
-def load_truth(folder) -> dict:
-    from abawkit.annotations import load_label_folder
+def split_videos(features, manifest, split, truth) -> list:
+    """The split's subjects with their features from ``features`` and their labels (Test_Set: from ``truth``,
+    the test labels the manifest does not hold)."""
+    import numpy as np
 
-    return load_label_folder(folder)
+    from abawkit.features import open_video_features
+    from abawkit.temporal.data import VideoFeatures
+
+    out = []
+    for vid in manifest.video_ids(split):
+        f = open_video_features(features, vid)
+        labels = np.asarray(truth[vid] if split == "Test_Set" else manifest.labels(vid), np.int64)
+        out.append(VideoFeatures(vid, f["embeddings"], np.asarray(f["has_face"], bool), f["logits"], labels))
+    return out
 
 
 def score_test(run, features, manifest, truth) -> dict[str, float]:
     """``test <stage>``: macro F1 of each stage of the temporal run ``run`` on the Test_Set subjects of ``truth``."""
-    import numpy as np
-
-    from abawkit.features import open_video_features
     from abawkit.postprocess import PostProcess
-    from abawkit.temporal.data import VideoFeatures
     from abawkit.temporal.model import load_temporal_model
     from abawkit.temporal.train import _probs, _report, stage_probs
 
     model, _ = load_temporal_model(Path(run) / "best.pt")
     post = PostProcess.load(Path(run) / "postprocess.json")
     smooth = PostProcess.load(Path(run) / "postprocess_frame_model.json")
-    videos = []
-    for vid in manifest.video_ids("Test_Set"):
-        f = open_video_features(features, vid)
-        videos.append(VideoFeatures(vid, f["embeddings"], np.asarray(f["has_face"], bool), f["logits"],
-                                    np.asarray(truth[vid], np.int64)))
+    videos = split_videos(features, manifest, "Test_Set", truth)
     stages = stage_probs(videos, _probs(model, videos), post, smooth)
     return {f"test {name}": _report(videos, probs).macro_f1 for name, probs in stages.items()}
 

@@ -19,7 +19,11 @@ Prints one row per run and split (docs/temporal.md "Choosing the encoder's epoch
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from temporal_crossfit import split_videos  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +48,8 @@ def main() -> None:
 
     manifest = load_manifest(args.manifest)
     truth = load_label_folder(args.truth)
-    splits = {split: {"full": videos(args.features, manifest, split, truth),
-                      "folds": [videos(d, manifest, split, truth) for d in args.fold_features]}
+    splits = {split: {"full": split_videos(args.features, manifest, split, truth),
+                      "folds": [split_videos(d, manifest, split, truth) for d in args.fold_features]}
               for split in ("Validation_Set", "Test_Set")}
     rows = []
     for split, views in splits.items():
@@ -69,21 +73,6 @@ def main() -> None:
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table.round(3).to_string(index=False))
-
-
-def videos(features, manifest, split, truth):
-    """The split's subjects with their features from ``features`` and their labels (test: from ``truth``)."""
-    import numpy as np
-
-    from abawkit.features import open_video_features
-    from abawkit.temporal.data import VideoFeatures
-
-    out = []
-    for vid in manifest.video_ids(split):
-        f = open_video_features(features, vid)
-        labels = np.asarray(truth[vid] if split == "Test_Set" else manifest.labels(vid), np.int64)
-        out.append(VideoFeatures(vid, f["embeddings"], np.asarray(f["has_face"], bool), f["logits"], labels))
-    return out
 
 
 if __name__ == "__main__":

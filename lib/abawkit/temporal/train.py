@@ -78,9 +78,9 @@ def _train_temporal(config: TemporalTrainConfig, manifest=None) -> dict:
 
     extra = {"train_config": asdict(config), "train_videos": train_ids, "holdout_videos": held_ids,
              "crossfitted": crossfitted}
-    oof, curve = (cross_validate(config, train, folds, val, held, out_dir / "cv", device)
-                  if config.cv and crossfitted else ([], None))
-    keep = int(curve.loc[curve["macro_f1"].idxmax(), "epoch"]) if config.select == "cv" else None
+    oof, cv_epoch = (cross_validate(config, train, folds, val, held, out_dir / "cv", device)
+                     if config.cv and crossfitted else ([], None))
+    keep = (cv_epoch or None) if config.select == "cv" else None
     fit = fit_encoder(config, train, val, out_dir, device, extra, held=held, keep_epoch=keep)
     model, _ = load_temporal_model(out_dir / "best.pt", device)
     # Post-processing is fitted on TRAINING subjects the encoder did not see, never on the validation split it is
@@ -200,11 +200,11 @@ def fit_encoder(config: TemporalTrainConfig, train, val, out_dir: Path, device, 
 
 
 def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], val, held, out_dir: Path,
-                   device) -> tuple[list[tuple[int, list, list[np.ndarray]]], pd.DataFrame]:
+                   device) -> tuple[list[tuple[int, list, list[np.ndarray]]], int]:
     """Per fold f of cross-fitted features: an encoder trained without fold f's videos (into ``out_dir/fold_f``,
     its epoch chosen like the main one's) and its probabilities on fold f's videos, ``(f, videos, probs)``; and
-    the per-epoch curve ``epoch, fold, macro_f1`` of each fold's encoder on its left-out videos (``fold`` all:
-    pooled over every fold), written to ``out_dir/epochs.csv``.
+    the epoch of the best pooled out-of-fold score. The per-epoch curve ``epoch, fold, macro_f1`` of each fold's
+    encoder on its left-out videos (``fold`` all: pooled over every fold) is written to ``out_dir/epochs.csv``.
 
     With ``select`` cv the epoch is the curve's best pooled one, the same for every fold; each fold's
     probabilities of every epoch wait in ``out_dir/fold_f/epoch_probs.npy`` (float16, epochs x frames x 8, on disk)
@@ -236,9 +236,10 @@ def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], va
             if store is not None:
                 store[epoch - 1] = np.concatenate(probs).astype(np.float16)
 
+        # the held-out videos are scored each epoch only when they choose the fold encoder's epoch
         fit_encoder(config, inside, val, fold_dir, device,
-                    {"train_videos": [v.video_id for v in inside], "cv_fold": f}, progress=False, held=held,
-                    on_epoch=record)
+                    {"train_videos": [v.video_id for v in inside], "cv_fold": f}, progress=False,
+                    held=held if config.select == "holdout" else (), on_epoch=record)
         runs.append((f, left, store, sizes))
     rows = [{"epoch": e + 1, "fold": str(f), "macro_f1": macro_f1_from_confusion(cms[e])}
             for f, cms in confusions.items() for e in range(len(cms))]
@@ -261,7 +262,7 @@ def cross_validate(config: TemporalTrainConfig, train, folds: dict[str, int], va
             model, _ = load_temporal_model(out_dir / f"fold_{f}" / "best.pt", device)
             probs = _probs(model, left)
         out.append((f, left, probs))
-    return out, pooled
+    return out, chosen
 
 
 def cv_report(oof, post, smooth) -> pd.DataFrame:
