@@ -140,3 +140,44 @@ def test_drop_path_reaches_the_vit():
     model = FrameModel(FrameModelConfig(backbone="vit_tiny_patch16_224", image_size=32, patch_size=8,
                                         drop_path_rate=0.1))
     assert model.backbone.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
+
+
+def test_probe_head_sets_the_head_to_a_logistic_regression_of_the_frozen_embeddings(tmp_path):
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from abawkit.frame_model import FrameModel, FrameModelConfig, eval_transform
+    from abawkit.readers import read_image
+    from abawkit.semisup.train import probe_head
+
+    torch.set_num_threads(1)
+    d = load_digits()
+    keep = np.flatnonzero(d.target < 7)[:120]  # classes 0..6: class 7 has no labeled frame
+    rows = []
+    for i in keep:
+        img = np.kron((d.images[i] / 16 * 255).astype(np.uint8), np.ones((4, 4), np.uint8))
+        Image.fromarray(np.stack([img] * 3, -1)).save(tmp_path / f"{i}.png")
+        rows.append((str(tmp_path / f"{i}.png"), int(d.target[i])))
+    table = pd.DataFrame(rows, columns=["path", "label"])
+    torch.manual_seed(0)
+    model = FrameModel(FrameModelConfig(backbone="vit_tiny_patch16_224", image_size=32, patch_size=8))
+    body = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("backbone.head.")}
+    score = probe_head(model, table, model.config, torch.device("cpu"), images=1000, seed=0)
+
+    after = model.state_dict()
+    assert all(torch.equal(body[k], after[k]) for k in body)  # only the head was set
+    model.eval()
+    x = torch.stack([eval_transform(model.config)(read_image(p)) for p in table["path"]])
+    with torch.no_grad():
+        emb, logits = model.embed(x).numpy(), model(x)
+    # the same regression fitted here predicts what the head now predicts
+    scaler = StandardScaler().fit(emb)
+    ref = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(emb), table["label"])
+    want = ref.predict(scaler.transform(emb))
+    assert (logits.argmax(1).numpy() == want).mean() > 0.99
+    assert score > 0.8  # digits are nearly linearly separable in a random ViT's embedding
+    assert torch.count_nonzero(model.backbone.head.weight[7]) == 0  # the absent class: never predicted on them
+    assert (logits[:, 7] < logits[:, :7].min(1).values).all()

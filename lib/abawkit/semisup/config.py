@@ -240,6 +240,12 @@ class TrainConfig:
     fine-tuning a pretrained ViT, e.g. 0.65 (None: off)"""
     warmup_steps: int | None = None
     """linear learning-rate warm-up before the cosine decay (None: steps / 10)"""
+    probe_head: bool = False
+    """before training, set the classifier head by logistic regression on the frozen network's embeddings of the
+    labeled frames: linear probing, then fine-tuning (LP-FT, Kumar et al. 2022: a random head's first gradients
+    distort pretrained features)"""
+    probe_images: int = 4096
+    """labeled frames of that probe (a random subset when there are more)"""
     clip_grad: float = 5.0
     """gradient-norm clipping"""
     eval_every: int | None = None
@@ -282,6 +288,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "warmup_steps" else 1):
                 raise ValueError(f"{name} {value}: expected a positive number of steps, or None")
+        if self.probe_images < 1:
+            raise ValueError(f"probe_images {self.probe_images}: expected a positive number of frames")
         if self.folds < 1 or (self.fold is not None and not 0 <= self.fold < self.folds):
             raise ValueError(f"folds {self.folds} / fold {self.fold}: expected folds >= 1 and fold in 0..folds-1 "
                              f"(or no --fold)")

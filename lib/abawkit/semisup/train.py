@@ -213,6 +213,50 @@ def predict(model: torch.nn.Module, table: pd.DataFrame, config: FrameModelConfi
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
+@torch.no_grad()
+def probe_head(model: FrameModel, table: pd.DataFrame, config: FrameModelConfig, device: torch.device,
+               images: int, seed: int) -> float:
+    """Set the classifier head to a logistic regression (scikit-learn; standardised features, balanced class
+    weights, as the class-uniform batches) fitted on the frozen network's ``embed`` of up to ``images`` labeled
+    frames (eval transform): linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so that a pretrained
+    encoder's first gradients come from a head that already reads it, not a random one. Returns the probe's
+    macro F1 on those frames. A class with no frame gets a zero weight row and a bias below every logit of those frames."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import StandardScaler
+
+    head = model.backbone.get_classifier()
+    if not isinstance(head, torch.nn.Linear):
+        raise ValueError(f"probe_head needs a linear classifier head; {model.config.backbone}'s is a "
+                         f"{type(head).__name__}: turn probe_head off")
+    if len(table) > images:
+        table = table.sample(n=images, random_state=seed)
+    loader = DataLoader(LabeledImages(table, eval_transform(config)), batch_size=128)
+    was = model.training
+    model.eval()
+    feats = []
+    for x, _ in loader:
+        with autocast(device):
+            feats.append(model.embed(x.to(device)).float().cpu())
+    model.train(was)
+    x, y = torch.cat(feats).numpy(), table["label"].to_numpy()
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(x), y)
+    coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0], clf.coef_[0]]) / 2
+    intercept = clf.intercept_ if len(clf.classes_) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2
+    # the standardisation folded into the linear map: w' = w / s, b' = b - w' . mean
+    present_w = coef / scaler.scale_
+    present_b = intercept - present_w @ scaler.mean_
+    weight = np.zeros((head.out_features, x.shape[1]), np.float32)
+    bias = np.full(head.out_features, float((x @ present_w.T + present_b).min()) - 10.0, np.float32)
+    weight[clf.classes_], bias[clf.classes_] = present_w, present_b
+    head.weight.copy_(torch.from_numpy(weight))
+    head.bias.copy_(torch.from_numpy(bias))
+    score = float(f1_score(y, clf.predict(scaler.transform(x)), average="macro"))
+    print(f"probe_head: logistic regression on {len(y)} labeled frames' embeddings, macro F1 {score:.3f} on them")
+    return score
+
+
 def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -286,6 +330,8 @@ def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None =
     student = FrameModel(mcfg).to(device)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
+    if cfg.probe_head and not cfg.resume and D.rank() == 0:  # DDP copies rank 0's head to the others
+        probe_head(student, train_table, mcfg, device, cfg.probe_images, cfg.seed)
 
     def wrap(model):
         if not D.is_dist():
