@@ -220,14 +220,17 @@ def probe_head(model: FrameModel, table: pd.DataFrame, config: FrameModelConfig,
     weights, as the class-uniform batches) fitted on the frozen network's ``embed`` of up to ``images`` labeled
     frames (eval transform): linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so that a pretrained
     encoder's first gradients come from a head that already reads it, not a random one. Returns the probe's
-    macro F1 on those frames. A class with no frame gets a zero weight row and a bias below every logit of those frames."""
+    macro F1 on those frames. A class with no frame gets a zero weight row and a bias below every logit of those
+    frames."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.preprocessing import StandardScaler
 
+    from .data import DataError
+
     head = model.backbone.get_classifier()
     if not isinstance(head, torch.nn.Linear):
-        raise ValueError(f"probe_head needs a linear classifier head; {model.config.backbone}'s is a "
+        raise DataError(f"probe_head needs a linear classifier head; {model.config.backbone}'s is a "
                          f"{type(head).__name__}: turn probe_head off")
     if len(table) > images:
         table = table.sample(n=images, random_state=seed)
