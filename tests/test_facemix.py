@@ -165,7 +165,7 @@ def test_probe_head_sets_the_head_to_a_logistic_regression_of_the_frozen_embeddi
     torch.manual_seed(0)
     model = FrameModel(FrameModelConfig(backbone="vit_tiny_patch16_224", image_size=32, patch_size=8))
     body = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("backbone.head.")}
-    score = probe_head(model, table, model.config, torch.device("cpu"), images=1000, seed=0)
+    score = probe_head(model, table, images=1000, seed=0)
 
     after = model.state_dict()
     assert all(torch.equal(body[k], after[k]) for k in body)  # only the head was set

@@ -214,8 +214,7 @@ def predict(model: torch.nn.Module, table: pd.DataFrame, config: FrameModelConfi
 
 
 @torch.no_grad()
-def probe_head(model: FrameModel, table: pd.DataFrame, config: FrameModelConfig, device: torch.device,
-               images: int, seed: int) -> float:
+def probe_head(model: FrameModel, table: pd.DataFrame, images: int, seed: int) -> float:
     """Set the classifier head to a logistic regression (scikit-learn; standardised features, balanced class
     weights, as the class-uniform batches) fitted on the frozen network's ``embed`` of up to ``images`` labeled
     frames (eval transform): linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so that a pretrained
@@ -232,17 +231,15 @@ def probe_head(model: FrameModel, table: pd.DataFrame, config: FrameModelConfig,
     if not isinstance(head, torch.nn.Linear):
         raise DataError(f"probe_head needs a linear classifier head; {model.config.backbone}'s is a "
                          f"{type(head).__name__}: turn probe_head off")
+    from ..omni.select import embed_batches
+
     if len(table) > images:
         table = table.sample(n=images, random_state=seed)
-    loader = DataLoader(LabeledImages(table, eval_transform(config)), batch_size=128)
     was = model.training
     model.eval()
-    feats = []
-    for x, _ in loader:
-        with autocast(device):
-            feats.append(model.embed(x.to(device)).float().cpu())
+    x = np.concatenate([emb for _, emb, _, _ in embed_batches(model, table["path"].tolist(), batch_size=128)])
     model.train(was)
-    x, y = torch.cat(feats).numpy(), table["label"].to_numpy()
+    y = table["label"].to_numpy()
     scaler = StandardScaler().fit(x)
     clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(x), y)
     coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0], clf.coef_[0]]) / 2
@@ -334,7 +331,7 @@ def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None =
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
     if cfg.probe_head and not cfg.resume and D.rank() == 0:  # DDP copies rank 0's head to the others
-        probe_head(student, train_table, mcfg, device, cfg.probe_images, cfg.seed)
+        probe_head(student, train_table, cfg.probe_images, cfg.seed)
 
     def wrap(model):
         if not D.is_dist():
