@@ -46,8 +46,8 @@ ROWS = {
     "ViT, MAE init, + mixup": dict(FINETUNE, algorithm="supervised", layer_decay=0.75, mix="mixup"),
     "ViT, MAE init, + FaceMix": dict(FINETUNE, algorithm="supervised", layer_decay=0.75, mix="facemix"),
     # stage 2 starts from stage 1's best.pt, head included: nothing to probe
-    "ViT, MAE init, two stages (FaceMix, then full)": dict(algorithm="full", lr=3e-4, layer_decay=0.75,
-                                                           unlabeled_warmup=0),
+    "ViT, MAE init, two stages (FaceMix, then full)": dict(FINETUNE, probe_head=False, algorithm="full",
+                                                           layer_decay=0.75, unlabeled_warmup=0),
     "ViT, MAE init, random head, lr 1e-3": dict(algorithm="supervised", layer_decay=0.75),
     "ViT, MAE init, random head, lr 3e-4": dict(algorithm="supervised", lr=3e-4, layer_decay=0.75),
     "ViT, MAE init, random head, lr 1e-4": dict(algorithm="supervised", lr=1e-4, layer_decay=0.75),

@@ -77,13 +77,12 @@ def features(model, table: pd.DataFrame, batch: int = 128) -> dict[str, np.ndarr
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray) -> np.ndarray:
-    """Per-class validation F1 (8 values; their mean is the macro F1) of a logistic regression."""
-    from sklearn.linear_model import LogisticRegression
+    """Per-class validation F1 (8 values; their mean is the macro F1) of train-frame --probe-head's regression."""
     from sklearn.metrics import f1_score
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(train_x)
-    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(train_x), train_y)
+    from abawkit.semisup.train import fit_linear_probe
+
+    scaler, clf = fit_linear_probe(train_x, train_y)
     pred = clf.predict(scaler.transform(val_x))
     return f1_score(val_y, pred, labels=range(8), average=None, zero_division=0)
 

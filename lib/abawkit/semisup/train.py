@@ -213,26 +213,32 @@ def predict(model: torch.nn.Module, table: pd.DataFrame, config: FrameModelConfi
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
-@torch.no_grad()
-def probe_head(model: FrameModel, table: pd.DataFrame, images: int, seed: int) -> float:
-    """Set the classifier head to a logistic regression (scikit-learn; standardised features, balanced class
-    weights, as the class-uniform batches) fitted on the frozen network's ``embed`` of up to ``images`` labeled
-    frames (eval transform): linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so that a pretrained
-    encoder's first gradients come from a head that already reads it, not a random one. Returns the probe's
-    macro F1 on those frames. A class with no frame gets a zero weight row and a bias below every logit of those
-    frames."""
+def fit_linear_probe(x: np.ndarray, y: np.ndarray):
+    """(scaler, classifier): scikit-learn's logistic regression (C = 1, balanced class weights, as the class-uniform
+    batches) on standardised features; the linear probe of ``--probe-head`` and of benchmarks/mae_probe.py."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
     from sklearn.preprocessing import StandardScaler
 
+    scaler = StandardScaler().fit(x)
+    return scaler, LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(x), y)
+
+
+@torch.no_grad()
+def probe_head(model: FrameModel, table: pd.DataFrame, images: int, seed: int) -> float:
+    """Set the classifier head to :func:`fit_linear_probe` of the frozen network's ``embed`` of up to ``images``
+    labeled frames (eval transform): linear probing before fine-tuning (LP-FT, Kumar et al. 2022), so that a
+    pretrained encoder's first gradients come from a head that already reads it, not a random one. Returns the
+    probe's macro F1 on those frames. A class with no frame gets a zero weight row and a bias below every logit of
+    those frames."""
+    from sklearn.metrics import f1_score
+
+    from ..omni.select import embed_batches
     from .data import DataError
 
     head = model.backbone.get_classifier()
     if not isinstance(head, torch.nn.Linear):
         raise DataError(f"probe_head needs a linear classifier head; {model.config.backbone}'s is a "
-                         f"{type(head).__name__}: turn probe_head off")
-    from ..omni.select import embed_batches
-
+                        f"{type(head).__name__}: turn probe_head off")
     if len(table) > images:
         table = table.sample(n=images, random_state=seed)
     was = model.training
@@ -240,19 +246,19 @@ def probe_head(model: FrameModel, table: pd.DataFrame, images: int, seed: int) -
     x = np.concatenate([emb for _, emb, _, _ in embed_batches(model, table["path"].tolist(), batch_size=128)])
     model.train(was)
     y = table["label"].to_numpy()
-    scaler = StandardScaler().fit(x)
-    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(scaler.transform(x), y)
+    scaler, clf = fit_linear_probe(x, y)
     coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0], clf.coef_[0]]) / 2
     intercept = clf.intercept_ if len(clf.classes_) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2
     # the standardisation folded into the linear map: w' = w / s, b' = b - w' . mean
     present_w = coef / scaler.scale_
     present_b = intercept - present_w @ scaler.mean_
+    logits = x @ present_w.T + present_b
     weight = np.zeros((head.out_features, x.shape[1]), np.float32)
-    bias = np.full(head.out_features, float((x @ present_w.T + present_b).min()) - 10.0, np.float32)
+    bias = np.full(head.out_features, float(logits.min()) - 10.0, np.float32)
     weight[clf.classes_], bias[clf.classes_] = present_w, present_b
     head.weight.copy_(torch.from_numpy(weight))
     head.bias.copy_(torch.from_numpy(bias))
-    score = float(f1_score(y, clf.predict(scaler.transform(x)), average="macro"))
+    score = float(f1_score(y, clf.classes_[logits.argmax(1)], average="macro"))
     print(f"probe_head: logistic regression on {len(y)} labeled frames' embeddings, macro F1 {score:.3f} on them")
     return score
 
