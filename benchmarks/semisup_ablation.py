@@ -14,6 +14,8 @@ stage 01's crops, `--crops`) and the demo's unlabeled faces as stage 01 aligned 
 "- aligned unlabeled faces" takes the raw folder instead (`--raw-unlabeled-dir`: loose renders and 25 px grayscale
 LFW faces, another crop and partly another domain).
 
+Rows split over several processes (other --variants, other --out) are gathered with --merge.
+
 Needs the demo manifest and crops (notebooks 00 and 01, or `make demo`). Each run's result is appended to
 OUT/runs.csv as it finishes (its pseudo-label curve to OUT/curves/), so an interrupted benchmark resumes where it
 stopped.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+ORACLE = "oracle: the pool's true labels"
 #: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, raw instead of aligned unlabeled faces)
 VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "supervised": ("supervised", {}, {}, False),
@@ -44,6 +47,10 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "full - weak views in BN": ("full", {"weak_in_student": False}, {}, False),
     "full - colour": ("full", {}, {"colour_aug": False}, False),
     "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, False),
+    "full + threshold floor 0.95": ("full", {"threshold_floor": 0.95}, {}, False),
+    # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
+    # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
+    ORACLE: ("supervised", {}, {}, False),
 }
 MINORITY = ("Disgust", "Fear")
 
@@ -167,7 +174,13 @@ def main() -> None:
                          "transductive opt-in of train-frame --unlabeled-test-videos); validation is unchanged")
     ap.add_argument("--test-truth", default="data/demo/test_ground_truth",
                     help="test labels, only to measure the pseudo-labels' precision on those frames")
+    ap.add_argument("--merge", nargs="+", metavar="DIR",
+                    help="train nothing: gather the runs.csv and curves of these --out folders (e.g. two processes "
+                         "with other --variants) into --out, and write its table.md and pseudo_labels.png")
     args = ap.parse_args()
+    if args.merge:
+        merge(Path(args.out), [Path(d) for d in args.merge])
+        return
 
     from abawkit.manifest import load_manifest
     from abawkit.semisup.data import frames_from_manifest
@@ -222,7 +235,8 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
                 continue
             slug = name.replace(" ", "_").replace("+", "p").replace(",", "")
             dirs = tuple(str(d) for d in (raw_pool if raw else pool))
-            cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug}_s{seed}"), labeled_csv=str(labeled_csv),
+            labeled = oracle_csv(out, labeled_csv, pool, known) if name == ORACLE else labeled_csv
+            cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug}_s{seed}"), labeled_csv=str(labeled),
                               unlabeled_dirs=dirs, val_csv=str(val_csv), eval_every=max(1, steps // 5),
                               ckpt_every=steps, warmup_steps=max(1, steps // 10), workers=0, seed=seed,
                               progress=False, semisup=preset(algorithm, **semi_settings, **semi_over),
@@ -247,6 +261,33 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
     (out / "table.md").write_text(table)
     plot_pseudo_labels(out)
     return table
+
+
+def merge(out: Path, sources: list[Path]) -> str:
+    """OUT/runs.csv, OUT/curves/, OUT/table.md and OUT/pseudo_labels.png from the results of ``sources``."""
+    import shutil
+
+    from abawkit.io import write_csv
+
+    (out / "curves").mkdir(parents=True, exist_ok=True)
+    runs = pd.concat([pd.read_csv(d / "runs.csv") for d in sources]).drop_duplicates(["variant", "seed"], keep="last")
+    for curve in (c for d in sources for c in (d / "curves").glob("*.csv")):
+        shutil.copyfile(curve, out / "curves" / curve.name)
+    write_csv(out / "runs.csv", runs)
+    table = summarize(runs, list(VARIANTS))
+    print(table)
+    (out / "table.md").write_text(table)
+    plot_pseudo_labels(out)
+    return table
+
+
+def oracle_csv(out: Path, labeled_csv: Path, pool: tuple, known: dict[str, int]) -> Path:
+    """OUT/oracle.csv: the labeled CSV plus every image of the ``pool`` folders whose class ``known`` holds."""
+    roots = tuple(str(Path(d).absolute()) + os.sep for d in pool)
+    extra = pd.DataFrame([(p, c) for p, c in known.items() if c >= 0 and p.startswith(roots)], columns=["path", "label"])
+    path = out / "oracle.csv"
+    pd.concat([pd.read_csv(labeled_csv), extra]).to_csv(path, index=False)
+    return path
 
 
 def plot_pseudo_labels(out: Path, every: int = 25) -> Path | None:
@@ -279,19 +320,23 @@ def plot_pseudo_labels(out: Path, every: int = 25) -> Path | None:
 
 
 def summarize(runs: pd.DataFrame, order: list[str]) -> str:
-    """Markdown table of mean ± std over seeds, in variant order, and the wins over supervised per seed."""
-    lines = ["| variant | seeds | final val macro F1 | best val macro F1 | minority recall (Disgust, Fear) | "
-             "pseudo-label precision | mask rate | beats supervised (seeds) | s/run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table of mean ± std over seeds, in variant order, the final F1 of each seed, its mean difference to
+    supervised training on the same seeds, and the seeds it beats supervised on."""
+    lines = ["| variant | seeds | final val macro F1 | per seed | vs supervised | best val macro F1 | "
+             "minority recall (Disgust, Fear) | pseudo-label precision | mask rate | beats supervised (seeds) | s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     sup = runs[runs["variant"] == "supervised"].set_index("seed")["final_macro_f1"]
     for name in order:
-        r = runs[runs["variant"] == name]
+        r = runs[runs["variant"] == name].sort_values("seed")
         if r.empty:
             continue
         f = lambda c: f"{r[c].mean():.3f} ± {r[c].std(ddof=0):.3f}" if r[c].notna().any() else "–"
-        wins = sum(float(v) > float(sup.get(s, np.inf)) for s, v in zip(r["seed"], r["final_macro_f1"]))
-        lines.append(f"| {name} | {len(r)} | {f('final_macro_f1')} | {f('best_macro_f1')} | {f('minority_recall')} | "
-                     f"{f('pl_precision')} | {f('mask_rate')} | "
+        diff = r["final_macro_f1"].to_numpy() - r["seed"].map(sup).to_numpy(dtype=float)
+        wins = int((diff > 0).sum())
+        vs = "–" if name == "supervised" or np.isnan(diff).all() else f"{np.nanmean(diff):+.3f}"
+        per_seed = " / ".join(f"{v:.3f}" for v in r["final_macro_f1"])
+        lines.append(f"| {name} | {len(r)} | {f('final_macro_f1')} | {per_seed} | {vs} | {f('best_macro_f1')} | "
+                     f"{f('minority_recall')} | {f('pl_precision')} | {f('mask_rate')} | "
                      f"{'–' if name == 'supervised' else f'{wins}/{len(r)}'} | {r['seconds'].mean():.0f} |")
     return "\n".join(lines) + "\n"
 
