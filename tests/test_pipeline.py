@@ -323,7 +323,7 @@ def test_every_notebook_declares_the_contract_parameters_and_demo_yaml_fits():
         assert not missing, f"{nb.name} lacks the contract parameter(s) {missing}"
     demo = load_pipeline(REPO / "pipelines" / "demo.yaml")
     # notebooks 02 (MAE pretraining) and 04 (selection, distillation) are stages users add: on the demo they did
-    # not help (docs/mae.md, docs/omni.md)
+    # not help, and the demo trains on all its labels (docs/mae.md, docs/omni.md)
     assert [Path(s.notebook).name for s in demo.stages] == sorted(set(CONTRACT) - {"02_pretrain_mae.ipynb",
                                                                                     "04_select_distill.ipynb"})
     by_name = {s.name: s for s in resolve(demo, REPO, "runs/demo")}
