@@ -256,7 +256,12 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
             print(row, flush=True)
             rows.append(row)
             write_csv(done_path, pd.DataFrame(rows))
-    table = summarize(pd.DataFrame(rows), list(VARIANTS))
+    return report(out, pd.DataFrame(rows))
+
+
+def report(out: Path, runs: pd.DataFrame) -> str:
+    """Print and write OUT/table.md of ``runs``, draw OUT/pseudo_labels.png; returns the table."""
+    table = summarize(runs, list(VARIANTS))
     print(table)
     (out / "table.md").write_text(table)
     plot_pseudo_labels(out)
@@ -274,11 +279,7 @@ def merge(out: Path, sources: list[Path]) -> str:
     for curve in (c for d in sources for c in (d / "curves").glob("*.csv")):
         shutil.copyfile(curve, out / "curves" / curve.name)
     write_csv(out / "runs.csv", runs)
-    table = summarize(runs, list(VARIANTS))
-    print(table)
-    (out / "table.md").write_text(table)
-    plot_pseudo_labels(out)
-    return table
+    return report(out, runs)
 
 
 def oracle_csv(out: Path, labeled_csv: Path, pool: tuple, known: dict[str, int]) -> Path:
