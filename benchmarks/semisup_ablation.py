@@ -48,6 +48,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "full - colour": ("full", {}, {"colour_aug": False}, False),
     "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, False),
     "full + threshold floor 0.95": ("full", {"threshold_floor": 0.95}, {}, False),
+    # DebiasPL towards the class shares of the annotated Train_Set frames instead of uniform (PRIOR: filled in by main)
+    "full, debiased towards the label prior": ("full", {"debias_prior": "PRIOR"}, {}, False),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
     ORACLE: ("supervised", {}, {}, False),
@@ -194,20 +196,23 @@ def main() -> None:
         test_pool, test_truth = test_video_pool(args.manifest, args.crops, args.test_truth, out)
         truth.update(test_truth)
         extra = (test_pool,)
+    train_labels = frames_from_manifest(load_manifest(args.manifest), args.crops, "Train_Set")["label"]
+    prior = tuple(float(v) for v in np.bincount(train_labels, minlength=8) / len(train_labels))
     run_ablation(out, labeled_csv, val[["path", "label"]], (pool, args.unlabeled_dir, *extra),
                  (pool, args.raw_unlabeled_dir, *extra),
                  truth, args.variants, args.seeds,
                  dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch_size,
                       input_norm=args.input_norm),
-                 dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads)
+                 dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads, prior)
 
 
 def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, raw_pool: tuple | None,
                  truth: dict[str, int], variants: list[str], seeds: list[int], train_settings: dict,
-                 semi_settings: dict, threads: int = 2) -> str:
+                 semi_settings: dict, threads: int = 2, prior: tuple[float, ...] = ()) -> str:
     """Train every (seed, variant) not yet in OUT/runs.csv, score its last checkpoint on ``val`` (path, label), and
     write OUT/table.md; returns the table. ``pool``: the unlabeled folders; ``raw_pool``: those of the rows that
-    take the raw faces (None: no such row). ``truth`` maps unlabeled image paths to their class (-1: unknown)."""
+    take the raw faces (None: no such row). ``truth`` maps unlabeled image paths to their class (-1: unknown).
+    ``prior``: the class shares a row's ``debias_prior: "PRIOR"`` stands for (its row is skipped without them)."""
     import torch
 
     from abawkit.frame_model import load_frame_model
@@ -231,8 +236,10 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
             algorithm, semi_over, train_over, raw = VARIANTS[name]
-            if raw and raw_pool is None:
+            if raw and raw_pool is None or semi_over.get("debias_prior") == "PRIOR" and not prior:
                 continue
+            if semi_over.get("debias_prior") == "PRIOR":
+                semi_over = {**semi_over, "debias_prior": prior}
             slug = name.replace(" ", "_").replace("+", "p").replace(",", "")
             dirs = tuple(str(d) for d in (raw_pool if raw else pool))
             labeled = oracle_csv(out, labeled_csv, pool, known) if name == ORACLE else labeled_csv

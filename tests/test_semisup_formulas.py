@@ -206,3 +206,24 @@ def test_an_items_augmentation_is_its_seeds_and_leaves_the_process_random_state(
     with item_rng(124):
         c = tf(img)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_debiasing_towards_a_prior_leaves_a_marginal_that_matches_it_alone():
+    z = skewed_logits()
+    pi = (0.5, 0.3, 0.15, 0.05)
+    d = DebiasedPseudoLabels(C, strength=1.0, momentum=0.9, prior=pi)
+    d.p_hat = torch.tensor(pi)  # the teacher's marginal is the prior: nothing to correct
+    assert torch.allclose(d.debiased_probs(z), torch.softmax(z, 1), atol=1e-6)
+    assert torch.allclose(d.margin_logits(z), z, atol=1e-6)
+    # a uniform prior is DebiasPL's: log(p_hat / pi) differs from log p_hat by a constant only
+    u = DebiasedPseudoLabels(C, strength=1.0, momentum=0.9, prior=(1.0,) * C)
+    plain = DebiasedPseudoLabels(C, strength=1.0, momentum=0.9)
+    u.p_hat = plain.p_hat = torch.tensor([0.6, 0.2, 0.15, 0.05])
+    assert torch.allclose(u.debiased_probs(z), plain.debiased_probs(z), atol=1e-6)
+    # a head class predicted below its prior is pushed up, not down as towards uniform
+    d.p_hat = torch.tensor([0.3, 0.3, 0.3, 0.1])
+    assert d.debiased_probs(z)[:, 0].mean() > torch.softmax(z, 1)[:, 0].mean() > plain.debiased_probs(z)[:, 0].mean()
+    with pytest.raises(ValueError, match="debias_prior"):
+        DebiasedPseudoLabels(C, prior=(0.5, 0.5))
+    with pytest.raises(ValueError, match="debias_prior"):
+        DebiasedPseudoLabels(C, prior=(0.5, 0.5, 0.0, 0.0))

@@ -73,7 +73,8 @@ class PseudoLabeler:
     def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int, unlabeled_steps: int = 0):
         self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
                                                    cfg.threshold_momentum, cfg.threshold_floor)
-        self.debias = (DebiasedPseudoLabels(num_classes, cfg.debias_strength, cfg.debias_m(unlabeled_steps))
+        self.debias = (DebiasedPseudoLabels(num_classes, cfg.debias_strength, cfg.debias_m(unlabeled_steps),
+                                           cfg.debias_prior)
                        if cfg.debias else None)
 
     def initialise(self, z_w: torch.Tensor) -> None:

@@ -52,6 +52,10 @@ class SemiSupConfig:
     """lower bound of every class's self-adaptive threshold (0: none)"""
     debias_strength: float = 0.5
     """tau_d of the debiasing: logits minus tau_d * log(marginal) (1.0 in DebiasPL)"""
+    debias_prior: tuple[float, ...] = ()
+    """the class distribution the debiasing moves the pseudo-labels' marginal towards, one share per class (ours;
+    empty: uniform, DebiasPL's, made for a class-balanced pool). For a skewed pool give its expected shares, e.g.
+    the class frequencies of the annotated training frames: logits minus tau_d * log(marginal / prior)"""
     debias_momentum: float | None = None
     """m of the moving marginal of the teacher's predictions (None: follows the run, 1 - 1/tc with a time
     constant tc = max(10, unlabeled steps / 10) steps, at most 0.999; DebiasPL's 0.999 suits long runs, its
@@ -312,6 +316,7 @@ class TrainConfig:
         data = asdict(self)
         for name in ("unlabeled_dirs", "labeled_csv", "labeled_weight"):
             data[name] = list(getattr(self, name))
+        data["semisup"]["debias_prior"] = list(self.semisup.debias_prior)  # as JSON gives it back
         return data
 
     @classmethod
