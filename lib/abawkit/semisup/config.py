@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -313,11 +314,7 @@ class TrainConfig:
         return self.ckpt_every or max(1, self.steps // 6)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("unlabeled_dirs", "labeled_csv", "labeled_weight"):
-            data[name] = list(getattr(self, name))
-        data["semisup"]["debias_prior"] = list(self.semisup.debias_prior)  # as JSON gives it back
-        return data
+        return json.loads(json.dumps(asdict(self)))  # tuples as lists, the form a run record gives back
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
