@@ -184,20 +184,22 @@ def main() -> None:
         merge(Path(args.out), [Path(d) for d in args.merge])
         return
 
+    from abawkit.labels import NUM_CLASSES
     from abawkit.manifest import load_manifest
     from abawkit.semisup.data import frames_from_manifest
 
     out = Path(args.out)
     labeled_csv, pool, truth = few_label_split(args.manifest, args.crops, out, args.per_class)
     truth.update(render_truth(args.raw_unlabeled_dir, args.unlabeled_dir))
-    val = frames_from_manifest(load_manifest(args.manifest), args.crops, "Validation_Set", 2)
+    manifest = load_manifest(args.manifest)
+    val = frames_from_manifest(manifest, args.crops, "Validation_Set", 2)
     extra: tuple = ()
     if args.unlabeled_test_videos:
         test_pool, test_truth = test_video_pool(args.manifest, args.crops, args.test_truth, out)
         truth.update(test_truth)
         extra = (test_pool,)
-    train_labels = frames_from_manifest(load_manifest(args.manifest), args.crops, "Train_Set")["label"]
-    prior = tuple(float(v) for v in np.bincount(train_labels, minlength=8) / len(train_labels))
+    train_labels = frames_from_manifest(manifest, args.crops, "Train_Set")["label"]
+    prior = tuple(float(v) for v in np.bincount(train_labels, minlength=NUM_CLASSES) / len(train_labels))
     run_ablation(out, labeled_csv, val[["path", "label"]], (pool, args.unlabeled_dir, *extra),
                  (pool, args.raw_unlabeled_dir, *extra),
                  truth, args.variants, args.seeds,
@@ -236,9 +238,11 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
             algorithm, semi_over, train_over, raw = VARIANTS[name]
-            if raw and raw_pool is None or semi_over.get("debias_prior") == "PRIOR" and not prior:
+            if raw and raw_pool is None:
                 continue
             if semi_over.get("debias_prior") == "PRIOR":
+                if not prior:
+                    continue
                 semi_over = {**semi_over, "debias_prior": prior}
             slug = name.replace(" ", "_").replace("+", "p").replace(",", "")
             dirs = tuple(str(d) for d in (raw_pool if raw else pool))
