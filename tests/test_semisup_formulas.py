@@ -227,3 +227,17 @@ def test_debiasing_towards_a_prior_leaves_a_marginal_that_matches_it_alone():
         DebiasedPseudoLabels(C, prior=(0.5, 0.5))
     with pytest.raises(ValueError, match="debias_prior"):
         DebiasedPseudoLabels(C, prior=(0.5, 0.5, 0.0, 0.0))
+
+
+def test_the_label_prior_is_the_labeled_frames_smoothed_class_shares_unless_a_prior_is_given():
+    from abawkit.semisup.config import preset
+
+    full = preset("full")
+    assert full.debias_prior_from_labels and full.debias_prior == ()
+    shares = full.with_label_prior([5, 0, 3, 0]).debias_prior  # (n_c + 1) / (n + C): an absent class stays > 0
+    assert shares == pytest.approx((6 / 12, 1 / 12, 4 / 12, 1 / 12)) and sum(shares) == pytest.approx(1)
+    assert full.with_label_prior([4] * C).debias_prior == pytest.approx((1 / C,) * C)  # balanced: DebiasPL's
+    given = preset("full", debias_prior=(0.4, 0.3, 0.2, 0.1))
+    assert given.with_label_prior([5, 0, 3, 0]) == given  # an explicit prior wins
+    for off in (preset("full", debias_prior_from_labels=False), preset("fixmatch"), preset("supervised")):
+        assert off.with_label_prior([5, 0, 3, 0]).debias_prior == ()

@@ -4,6 +4,7 @@ a 2-process torchrun run, the CLI."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -97,6 +98,10 @@ def test_resume_continues_global_step_warm_up_and_algorithm_state(semisup_data, 
     p_hat4 = first["algorithm"]["labeler"]["debias"]["p_hat"]
     assert tau4 != pytest.approx(1 / 8)  # the threshold state moved (step 3) and was saved
     assert p_hat4.shape == (8,)
+    # the debiasing's prior: the labeled frames' smoothed class shares, recorded with the run
+    counts = np.bincount(pd.read_csv(semisup_data["train"])["label"], minlength=8)
+    used = json.loads((out / "run_record.json").read_text())["params"]["debias_prior_used"]
+    assert used == pytest.approx(((counts + 1) / (counts.sum() + 8)).tolist(), abs=1e-6)
     train(cfg.with_(steps=8, resume=True))
     second = load_frame_checkpoint(out / "last.pt")
     assert second["step"] == 8
@@ -104,7 +109,7 @@ def test_resume_continues_global_step_warm_up_and_algorithm_state(semisup_data, 
     # four more updates of tau_t = l*tau + (1-l)*m from tau_4 (not from 1/C): it stays close to tau_4
     lam = cfg.semisup.threshold_momentum
     assert abs(tau8 - tau4) <= 4 * (1 - lam) + 1e-6
-    assert abs(tau8 - 1 / 8) > abs(tau4 - 1 / 8)
+    assert abs(tau4 - 1 / 8) > 8 * (1 - lam)  # so a restart from 1/C could not pass the line above
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["step"].tolist() == [2, 4, 6, 8]
     # the resumed run starts at global step 4 (0-based), past the warm-up: had it counted its warm-up again from

@@ -54,9 +54,13 @@ class SemiSupConfig:
     debias_strength: float = 0.5
     """tau_d of the debiasing: logits minus tau_d * log(marginal) (1.0 in DebiasPL)"""
     debias_prior: tuple[float, ...] = ()
-    """the class distribution the debiasing moves the pseudo-labels' marginal towards, one share per class (ours;
-    empty: uniform, DebiasPL's, made for a class-balanced pool). For a skewed pool give its expected shares, e.g.
-    the class frequencies of the annotated training frames: logits minus tau_d * log(marginal / prior)"""
+    """the class distribution the debiasing moves the pseudo-labels' marginal towards, one share per class (ours:
+    logits minus tau_d * log(marginal / prior); DebiasPL's target is uniform, made for a class-balanced pool).
+    Empty: the labeled frames' shares (debias_prior_from_labels) or uniform"""
+    debias_prior_from_labels: bool = True
+    """with an empty debias_prior: the labeled frames' class shares, counted before the class-uniform sampling
+    and add-one smoothed, (n_c + 1) / (n + C) (ours: the labels are the estimate of a pool drawn like them; a
+    class-balanced labeled set gives DebiasPL's uniform target). False: uniform"""
     debias_momentum: float | None = None
     """m of the moving marginal of the teacher's predictions (None: follows the run, 1 - 1/tc with a time
     constant tc = max(10, unlabeled steps / 10) steps, at most 0.999; DebiasPL's 0.999 suits long runs, its
@@ -104,6 +108,14 @@ class SemiSupConfig:
                      "feedback_baseline"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a value in [0, 1]")
+
+    def with_label_prior(self, class_counts: list[int] | tuple[int, ...]) -> SemiSupConfig:
+        """This config with the debiasing's prior filled in from the labeled frames' ``class_counts`` (one count
+        per class) when ``debias_prior_from_labels`` asks for it; unchanged otherwise."""
+        if not (self.unlabeled and self.debias and self.debias_prior_from_labels) or self.debias_prior:
+            return self
+        total = sum(class_counts) + len(class_counts)
+        return replace(self, debias_prior=tuple((n + 1) / total for n in class_counts))
 
     def debias_m(self, unlabeled_steps: int) -> float:
         """The debiasing momentum of a run with ``unlabeled_steps`` steps of unlabeled phase."""

@@ -329,8 +329,9 @@ def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None =
     rank = D.rank()
     device = D.device()
     out = model_dir(cfg)
-    semi = cfg.semisup
     train_table, val_table, unl_paths = load_tables(cfg)
+    label_counts = np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist()
+    semi = cfg.semisup.with_label_prior(label_counts)
     mcfg = model_config(cfg)
     seed_all(cfg.seed)  # same init on every rank
     student = FrameModel(mcfg).to(device)
@@ -435,7 +436,7 @@ def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None =
               "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
               "train_videos": (sorted(train_table["video_id"].dropna().unique())
                                if "video_id" in train_table else None),
-              "labeled_class_counts": np.bincount(train_table["label"], minlength=NUM_CLASSES).tolist(),
+              "labeled_class_counts": label_counts, "debias_prior_used": list(semi.debias_prior) if semi.debias else None,
               "labeled_sources": train_table.groupby("source", sort=False).size().to_dict(),
               "model": asdict(mcfg), "face_boxes": box_counts}
 
