@@ -53,6 +53,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     # the same with FixMatch's fixed threshold: what debiasing and feedback add to FixMatch
     "full, label prior, fixed threshold 0.95": ("full", {"debias_prior": "PRIOR", "threshold": "fixed"}, {}, False),
     "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {}, False),
+    "fixmatch + feedback teacher": ("full", {"threshold": "fixed", "debias": False}, {}, False),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
     ORACLE: ("supervised", {}, {}, False),
