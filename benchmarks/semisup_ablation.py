@@ -339,7 +339,8 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
     """Markdown table of mean ± std over seeds, in variant order, the final F1 of each seed, its mean difference to
     supervised training and to FixMatch on the same seeds, and the seeds it beats each on."""
     lines = ["| variant | seeds | final val macro F1 | per seed | vs supervised (seeds above) | vs fixmatch (seeds "
-             "above) | best val macro F1 | minority recall (Disgust, Fear) | pseudo-label precision | mask rate | s/run |",
+             "above) | best val macro F1 | minority recall (Disgust, Fear) | pseudo-label precision | mask rate | "
+             "s/run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def versus(r: pd.DataFrame, base: str) -> str:

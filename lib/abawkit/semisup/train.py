@@ -436,7 +436,8 @@ def _train_in_group(cfg: TrainConfig, on_pseudo_labels: PseudoLabelHook | None =
               "n_val": 0 if val_table is None else len(val_table), "n_unlabeled": len(unl_paths),
               "train_videos": (sorted(train_table["video_id"].dropna().unique())
                                if "video_id" in train_table else None),
-              "labeled_class_counts": label_counts, "debias_prior_used": list(semi.debias_prior) if semi.debias else None,
+              "labeled_class_counts": label_counts,
+              "debias_prior_used": list(semi.debias_prior) if semi.debias else None,
               "labeled_sources": train_table.groupby("source", sort=False).size().to_dict(),
               "model": asdict(mcfg), "face_boxes": box_counts}
 
