@@ -47,7 +47,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     _, _, truth = few_label_split(args.manifest, args.crops, out, args.per_class)
-    truth.update(render_truth(args.raw_unlabeled_dir, args.unlabeled_dir))
+    aligned = {p: c for p, c in render_truth(args.raw_unlabeled_dir, args.unlabeled_dir).items()
+               if Path(p).is_relative_to(args.unlabeled_dir)}  # the pool's renders, not their raw files
+    truth.update(aligned)
     pool = pd.DataFrame([(p, c) for p, c in truth.items() if c >= 0], columns=["path", "label"])
     val = pd.read_csv(out / "val.csv")
     neutral = CLASSES.index("Neutral")
