@@ -343,9 +343,11 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
              "s/run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
+    refs = {base: runs[runs["variant"] == base].set_index("seed")["final_macro_f1"]
+            for base in ("supervised", "fixmatch")}
+
     def versus(r: pd.DataFrame, base: str) -> str:
-        ref = runs[runs["variant"] == base].set_index("seed")["final_macro_f1"]
-        diff = r["final_macro_f1"].to_numpy() - r["seed"].map(ref).to_numpy(dtype=float)
+        diff = r["final_macro_f1"].to_numpy() - r["seed"].map(refs[base]).to_numpy(dtype=float)
         if r["variant"].iloc[0] == base or np.isnan(diff).all():
             return "–"
         return f"{np.nanmean(diff):+.3f} ({int((diff > 0).sum())}/{int((~np.isnan(diff)).sum())})"

@@ -53,13 +53,13 @@ def main() -> None:
     pool = pd.DataFrame([(p, c) for p, c in truth.items() if c >= 0], columns=["path", "label"])
     val = pd.read_csv(out / "val.csv")
     neutral = CLASSES.index("Neutral")
+    device = torch.device("cpu")
     rows = []
     for run in sorted(Path(r) for r in (args.runs or (out / "runs").glob("*"))):
         if not (run / "last.pt").is_file():
             print(f"{run}: no last.pt yet (still training?), skipped")
             continue
         model, _ = load_frame_model(run / "last.pt")
-        device = torch.device("cpu")
         pool_probs, pool_y = predict(model, pool, model.config, device)
         val_probs, val_y = predict(model, val, model.config, device)
         pool_pred, val_pred = pool_probs.argmax(1), val_probs.argmax(1)

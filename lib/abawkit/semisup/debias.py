@@ -59,7 +59,7 @@ class DebiasedPseudoLabels:
         return z_s + self.strength * self.log_bias(z_s.device).to(z_s.dtype)
 
     def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Step 3: mean_b mask_b * CE(z_s + tau_d log p_hat, y_hat)."""
+        """Step 3: mean_b mask_b * CE(z_s + tau_d log(p_hat / pi), y_hat)."""
         return (F.cross_entropy(self.margin_logits(z_s).float(), y_hat, reduction="none") * mask).mean()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
