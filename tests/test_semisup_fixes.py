@@ -16,7 +16,7 @@ from torch import nn
 
 from abawkit.semisup.algorithms import Context, FeedbackTeacher, FixMatch, build_algorithm
 from abawkit.semisup.config import TrainConfig, preset
-from abawkit.semisup.thresholds import SelfAdaptiveThreshold
+from abawkit.semisup.thresholds import FixedThreshold, SelfAdaptiveThreshold
 from helpers_algorithms import tiny_context
 
 C = 8
@@ -63,6 +63,27 @@ def test_the_floor_holds():
     assert th.mask(q).sum() == 0  # 0.5 is below the floor, whatever tau * p says
     q[:, 0], q[:, 1:] = 0.65, 0.35 / (C - 1)
     assert th.mask(q).sum() == 4
+
+
+def test_the_default_floor_keeps_fixmatchs_pseudo_labels_until_the_teacher_is_surer_than_fixmatchs_threshold():
+    cfg = preset("full")
+    assert cfg.threshold == "self-adaptive" and cfg.threshold_floor == cfg.tau == 0.95
+    th = build_algorithm(cfg, tiny_context(), C, 64).labeler.threshold
+    fixed, gen = FixedThreshold(C, cfg.tau), torch.Generator().manual_seed(0)
+    for _ in range(50):  # a teacher of mean confidence about 0.8: exactly FixMatch's mask, batch after batch
+        q = torch.softmax(3 * torch.randn(32, C, generator=gen), 1)
+        assert torch.equal(th.mask(q), fixed.mask(q))
+    assert th.tau < 0.95
+    th.momentum = 0.5  # a sure teacher that predicts class 0 most: its threshold rises above FixMatch's, the rest stay
+    q = torch.full((32, C), 0.01 / (C - 1))
+    q[:, 0], q[:8, 0], q[:8, 1] = 0.99, 0.01 / (C - 1), 0.99
+    for _ in range(20):
+        th.mask(q)
+    per_class = th.threshold_per_class()
+    assert per_class[0] > 0.97 and torch.allclose(per_class[1:], torch.tensor(0.95))
+    sure = torch.full((2, C), 0.04 / (C - 1))
+    sure[0, 0], sure[1, 1] = 0.96, 0.96
+    assert th.mask(sure).tolist() == [0.0, 1.0]  # 0.96 passes FixMatch's threshold, only class 1's here
 
 
 def test_lambda_u_ramps_from_zero_over_the_ramp_then_stays():
