@@ -39,6 +39,19 @@ ORACLE = "oracle: the pool's true labels"
 #: FreeMatch's self-adaptive threshold without our floor: the setting the rows below that name it were measured with
 #: (the floor became 0.95 by default after them; docs/semisup.md, "Six subjects")
 FREEMATCH = {"threshold_floor": 0.0}
+#: what the default full method does with manifest labels: DebiasPL towards the class shares of the annotated
+#: Train_Set frames (PRIOR: filled in by main; the few-label splits are class-balanced), the threshold floored at 0.95
+DEFAULT_WITH_PRIOR = {"debias_prior": "PRIOR", "threshold_floor": 0.95}
+#: the corrections (docs/semisup.md, "Corrections"), each switched off: SemiSupConfig overrides, TrainConfig
+#: overrides, raw instead of aligned unlabeled faces
+FIXES_OFF: dict[str, tuple[dict, dict, bool]] = {
+    "aligned unlabeled faces": ({}, {}, True),
+    "threshold init, ramp": ({"init_from_teacher": False, "lambda_u_ramp": 0}, {}, False),
+    "run-length debias m": ({"debias_momentum": 0.999}, {}, False),
+    "h fixes": ({"h_batch": "same", "feedback_baseline": 0.0}, {}, False),
+    "weak views in BN": ({"weak_in_student": False}, {}, False),
+    "colour": ({}, {"colour_aug": False}, False),
+}
 #: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, raw instead of aligned unlabeled faces)
 VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "supervised": ("supervised", {}, {}, False),
@@ -47,20 +60,15 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "+ self-adaptive threshold": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive"}, {}, False),
     "+ debiasing": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive", "debias": True}, {}, False),
     "full (+ feedback)": ("full", FREEMATCH, {}, False),
-    "full - aligned unlabeled faces": ("full", FREEMATCH, {}, True),
-    "full - threshold init, ramp": ("full", {**FREEMATCH, "init_from_teacher": False, "lambda_u_ramp": 0}, {}, False),
-    "full - run-length debias m": ("full", {**FREEMATCH, "debias_momentum": 0.999}, {}, False),
-    "full - h fixes": ("full", {**FREEMATCH, "h_batch": "same", "feedback_baseline": 0.0}, {}, False),
-    "full - weak views in BN": ("full", {**FREEMATCH, "weak_in_student": False}, {}, False),
-    "full - colour": ("full", FREEMATCH, {"colour_aug": False}, False),
+    **{f"full - {fix}": ("full", {**FREEMATCH, **semi}, train, raw) for fix, (semi, train, raw) in FIXES_OFF.items()},
     "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, False),
     "full + threshold floor 0.95": ("full", {"threshold_floor": 0.95}, {}, False),
-    # DebiasPL towards the class shares of the annotated Train_Set frames instead of uniform (PRIOR: filled in by main)
     "full, debiased towards the label prior": ("full", {**FREEMATCH, "debias_prior": "PRIOR"}, {}, False),
     # the same with FixMatch's fixed threshold: what debiasing and feedback add to FixMatch
     "full, label prior, fixed threshold 0.95": ("full", {"debias_prior": "PRIOR", "threshold": "fixed"}, {}, False),
-    # what the default full method does with manifest labels: the self-adaptive threshold floored at FixMatch's
-    "full, label prior, threshold floor 0.95": ("full", {"debias_prior": "PRIOR", "threshold_floor": 0.95}, {}, False),
+    "full, label prior, threshold floor 0.95": ("full", DEFAULT_WITH_PRIOR, {}, False),
+    **{f"full, label prior, floor 0.95 - {fix}": ("full", {**DEFAULT_WITH_PRIOR, **semi}, train, raw)
+       for fix, (semi, train, raw) in FIXES_OFF.items()},
     "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {}, False),
     "fixmatch + feedback teacher": ("full", {"threshold": "fixed", "debias": False}, {}, False),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
