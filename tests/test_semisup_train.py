@@ -88,7 +88,8 @@ def test_resume_continues_global_step_warm_up_and_algorithm_state(semisup_data, 
     torch.set_num_threads(2)
     out = tmp_path / "full"
     cfg = _cfg(semisup_data, out, "full", steps=4, eval_every=2, ckpt_every=2, batch_size=8)
-    cfg = cfg.with_(semisup=preset("full", unlabeled_warmup=3))  # steps 0-2 supervised, unlabeled from step 3
+    # steps 0-2 supervised, unlabeled from step 3; no threshold floor, so a 4-step model's pseudo-labels pass
+    cfg = cfg.with_(semisup=preset("full", unlabeled_warmup=3, threshold_floor=0.0))
     train(cfg)
     first = load_frame_checkpoint(out / "last.pt")
     assert first["step"] == 4 and "steps_done" not in first["algorithm"]  # the loop's step is the only count
