@@ -53,7 +53,7 @@ class SemiSupConfig:
     """lower bound of every class's self-adaptive threshold (ours). At FixMatch's 0.95 the threshold only rises
     above FixMatch's: for the classes the teacher predicts most, once its mean confidence passes 0.95. 0 is
     FreeMatch's threshold, which follows the teacher's mean confidence down (on the demo's 4-label runs to 0.8,
-    keeping 87% of the pool at 67% precision, which cost 0.03 macro F1 on new subjects; docs/semisup.md)"""
+    keeping 88% of the pool at 68% precision, which cost 0.03 macro F1 on new subjects; docs/semisup.md)"""
     debias_strength: float = 0.5
     """tau_d of the debiasing: logits minus tau_d * log(marginal) (1.0 in DebiasPL)"""
     debias_prior: tuple[float, ...] = ()
