@@ -152,7 +152,7 @@ def test_frames(manifest_dir: str, crops: str, truth_dir: str, stride: int = 2) 
     return pd.DataFrame(rows, columns=["path", "label"])
 
 
-def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | None = None) -> dict[str, float]:
+def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | None = None) -> dict:
     """Macro F1 of the model in ``checkpoint`` (on the CPU) on ``val`` (``final_macro_f1``, with the report's
     ``confusion``) and, given ``test`` frames, on them (``test_macro_f1``) and on both pooled
     (``heldout_macro_f1``: the six held-out subjects of the demo); one prediction pass."""
@@ -277,12 +277,11 @@ def main() -> None:
                     help="train nothing: gather the runs.csv and curves of these --out folders (e.g. two processes "
                          "with other --variants) into --out, and write its table.md and pseudo_labels.png")
     args = ap.parse_args()
-    if args.rescore_test:
-        rescore_test([Path(d) for d in args.rescore_test], test_frames(args.manifest, args.crops, args.test_truth))
-    if args.merge:
-        merge(Path(args.out), [Path(d) for d in args.merge])
-        return
-    if args.rescore_test:
+    if args.rescore_test or args.merge:
+        if args.rescore_test:
+            rescore_test([Path(d) for d in args.rescore_test], test_frames(args.manifest, args.crops, args.test_truth))
+        if args.merge:
+            merge(Path(args.out), [Path(d) for d in args.merge])
         return
 
     from abawkit.labels import NUM_CLASSES
