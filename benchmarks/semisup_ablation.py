@@ -443,9 +443,11 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
     head += ["best val macro F1", "minority recall (Disgust, Fear)", "pseudo-label precision", "mask rate", "s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
+    metrics = ["final_macro_f1", *(c for c, _ in extra)]
+    refs = {base: runs[runs["variant"] == base].set_index("seed")[metrics] for base in ("supervised", "fixmatch")}
+
     def versus(r: pd.DataFrame, base: str, col: str) -> str:
-        ref = runs[runs["variant"] == base].set_index("seed")[col]
-        diff = r[col].to_numpy(dtype=float) - r["seed"].map(ref).to_numpy(dtype=float)
+        diff = r[col].to_numpy(dtype=float) - r["seed"].map(refs[base][col]).to_numpy(dtype=float)
         if r["variant"].iloc[0] == base or np.isnan(diff).all():
             return "–"
         return f"{np.nanmean(diff):+.3f} ({int((diff > 0).sum())}/{int((~np.isnan(diff)).sum())})"
