@@ -75,6 +75,11 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
     ORACLE: ("supervised", {}, {}, False),
 }
+#: the row each "- X" row switches a correction off from: the table's "vs its full row" column
+SWITCHED_FROM = {"supervised - colour": "supervised",
+                 **{f"full - {fix}": "full (+ feedback)" for fix in FIXES_OFF},
+                 **{f"full, label prior, floor 0.95 - {fix}": "full, label prior, threshold floor 0.95"
+                    for fix in FIXES_OFF}}
 MINORITY = ("Disgust", "Fear")
 
 
@@ -155,10 +160,12 @@ def test_frames(manifest_dir: str, crops: str, truth_dir: str, stride: int = 2) 
 def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | None = None) -> dict:
     """Macro F1 of the model in ``checkpoint`` (on the CPU) on ``val`` (``final_macro_f1``, with the report's
     ``confusion``) and, given ``test`` frames, on them (``test_macro_f1``) and on both pooled
-    (``heldout_macro_f1``: the six held-out subjects of the demo); one prediction pass."""
+    (``heldout_macro_f1``: the six held-out subjects of the demo), with each class's F1 on ``val`` and ``test``
+    (``val_f1_<class>``, ``test_f1_<class>``); one prediction pass."""
     import torch
 
     from abawkit.frame_model import load_frame_model
+    from abawkit.labels import CLASSES
     from abawkit.metrics import f1_report
     from abawkit.semisup.train import predict
 
@@ -167,28 +174,33 @@ def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | Non
     probs, y = predict(model, both[["path", "label"]], model.config, torch.device("cpu"))
     pred, n = probs.argmax(1), len(val)
     rep = f1_report(y[:n], pred[:n])
-    scores = {"final_macro_f1": rep.macro_f1, "confusion": rep.confusion}
+    scores = {"final_macro_f1": rep.macro_f1, "confusion": rep.confusion,
+              **{f"val_f1_{c}": f for c, f in zip(CLASSES, rep.per_class_f1)}}
     if len(both) > n:
-        scores.update(test_macro_f1=f1_report(y[n:], pred[n:]).macro_f1, heldout_macro_f1=f1_report(y, pred).macro_f1)
+        test_rep = f1_report(y[n:], pred[n:])
+        scores.update(test_macro_f1=test_rep.macro_f1, heldout_macro_f1=f1_report(y, pred).macro_f1,
+                      **{f"test_f1_{c}": f for c, f in zip(CLASSES, test_rep.per_class_f1)})
     return scores
 
 
 def rescore_test(dirs: list[Path], test: pd.DataFrame) -> None:
-    """Add ``test_macro_f1`` and ``heldout_macro_f1`` (the last checkpoint on ``test``, and on DIR/val.csv and
-    ``test`` pooled) to every run of each DIR/runs.csv that lacks them (runs from before those columns)."""
+    """Add ``test_macro_f1``, ``heldout_macro_f1`` (the last checkpoint on ``test``, and on DIR/val.csv and ``test``
+    pooled) and the per-class F1 columns to every run of each DIR/runs.csv that lacks them (runs from before those
+    columns)."""
     from abawkit.io import write_csv
+    from abawkit.labels import CLASSES
 
-    cols = ("test_macro_f1", "heldout_macro_f1")
+    cols = ["test_macro_f1", "heldout_macro_f1", *(f"{part}_f1_{c}" for part in ("val", "test") for c in CLASSES)]
     for d in dirs:
         runs, val = pd.read_csv(d / "runs.csv"), pd.read_csv(d / "val.csv")
         for c in cols:
             if c not in runs:
                 runs[c] = np.nan
-        for i, r in runs[runs[list(cols)].isna().any(axis=1)].iterrows():
+        for i, r in runs[runs[cols].isna().any(axis=1)].iterrows():
             ckpt = d / "runs" / f"{slug(r['variant'])}_s{int(r['seed'])}" / "last.pt"
             if ckpt.is_file():
                 got = heldout_scores(ckpt, val, test)
-                runs.loc[i, list(cols)] = [got[c] for c in cols]
+                runs.loc[i, cols] = [got[c] for c in cols]
                 print(f"{d.name} {r['variant']} s{int(r['seed'])}: val {got['final_macro_f1']:.3f} (recorded "
                       f"{r['final_macro_f1']:.3f}), test {got['test_macro_f1']:.3f}, held-out "
                       f"{got['heldout_macro_f1']:.3f}", flush=True)
@@ -270,16 +282,20 @@ def main() -> None:
                          "subjects (column test macro F1; nothing is selected on it), and with "
                          "--unlabeled-test-videos the pseudo-labels' precision on those frames")
     ap.add_argument("--rescore-test", nargs="+", metavar="DIR",
-                    help="train nothing: add the test and the val + test macro F1 of the last checkpoints to the "
-                         "runs of these --out folders that lack them (runs from before those columns), then --merge "
-                         "them if given")
+                    help="train nothing: add the test and the val + test macro F1 and the per-class F1 of the last "
+                         "checkpoints to the runs of these --out folders that lack them (runs from before those "
+                         "columns), then --merge them if given")
     ap.add_argument("--merge", nargs="+", metavar="DIR",
                     help="train nothing: gather the runs.csv and curves of these --out folders (e.g. two processes "
                          "with other --variants) into --out, and write its table.md and pseudo_labels.png")
     args = ap.parse_args()
     if args.rescore_test or args.merge:
         if args.rescore_test:
-            rescore_test([Path(d) for d in args.rescore_test], test_frames(args.manifest, args.crops, args.test_truth))
+            test = test_frames(args.manifest, args.crops, args.test_truth)
+            if test.empty:
+                ap.error(f"--rescore-test needs the test labels: no labelled Test_Set crop found with --test-truth "
+                         f"{args.test_truth} and --crops {args.crops} (run make demo first)")
+            rescore_test([Path(d) for d in args.rescore_test], test)
         if args.merge:
             merge(Path(args.out), [Path(d) for d in args.merge])
         return
@@ -370,10 +386,12 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
 
 
 def report(out: Path, runs: pd.DataFrame) -> str:
-    """Print and write OUT/table.md of ``runs``, draw OUT/pseudo_labels.png; returns the table."""
+    """Print and write OUT/table.md of ``runs`` and OUT/per_class.md, draw OUT/pseudo_labels.png; returns the
+    table."""
     table = summarize(runs, list(VARIANTS))
     print(table)
     (out / "table.md").write_text(table)
+    (out / "per_class.md").write_text(per_class_table(runs, list(VARIANTS)))
     plot_pseudo_labels(out)
     return table
 
@@ -433,18 +451,21 @@ def plot_pseudo_labels(out: Path, every: int = 25) -> Path | None:
 def summarize(runs: pd.DataFrame, order: list[str]) -> str:
     """Markdown table of mean ± std over seeds, in variant order, the final F1 of each seed, its mean difference to
     supervised training and to FixMatch on the same seeds, and the seeds it beats each on; the same on the test
-    subjects and on validation and test pooled, where the runs were scored there."""
+    subjects and on validation and test pooled, where the runs were scored there; a row that switches a correction
+    off, the same differences to the row it switches it off from (``SWITCHED_FROM``)."""
     extra = [(c, label) for c, label in (("test_macro_f1", "test"), ("heldout_macro_f1", "val + test"))
              if c in runs and runs[c].notna().any()]
     head = ["variant", "seeds", "final val macro F1", "per seed", "vs supervised (seeds above)",
             "vs fixmatch (seeds above)"]
     for _, label in extra:
         head += [f"{label} macro F1", f"{label}: vs supervised; vs fixmatch"]
-    head += ["best val macro F1", "minority recall (Disgust, Fear)", "pseudo-label precision", "mask rate", "s/run"]
+    head += ["vs its full row: " + "; ".join(["val", *(label for _, label in extra)]),
+             "best val macro F1", "minority recall (Disgust, Fear)", "pseudo-label precision", "mask rate", "s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     metrics = ["final_macro_f1", *(c for c, _ in extra)]
-    refs = {base: runs[runs["variant"] == base].set_index("seed")[metrics] for base in ("supervised", "fixmatch")}
+    refs = {base: runs[runs["variant"] == base].set_index("seed")[metrics]
+            for base in ("supervised", "fixmatch", *SWITCHED_FROM.values())}
 
     def versus(r: pd.DataFrame, base: str, col: str) -> str:
         diff = r[col].to_numpy(dtype=float) - r["seed"].map(refs[base][col]).to_numpy(dtype=float)
@@ -461,10 +482,33 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
                  versus(r, "supervised", "final_macro_f1"), versus(r, "fixmatch", "final_macro_f1")]
         for c, _ in extra:
             cells += [f(c), f"{versus(r, 'supervised', c)}; {versus(r, 'fixmatch', c)}"]
-        cells += [f("best_macro_f1"), f("minority_recall"), f("pl_precision"), f("mask_rate"),
+        cells += ["; ".join(versus(r, SWITCHED_FROM[name], c) for c in metrics) if name in SWITCHED_FROM else "–",
+                  f("best_macro_f1"), f("minority_recall"), f("pl_precision"), f("mask_rate"),
                   f"{r['seconds'].mean():.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+
+def per_class_table(runs: pd.DataFrame, order: list[str]) -> str:
+    """Markdown: per variant, the mean over seeds of each class's F1 on validation and on the test subjects, where
+    the runs were scored per class (``--rescore-test`` adds it to older runs); what a macro F1 difference is made
+    of. Each validation class is shown by one subject, so one subject's frames move a cell."""
+    from abawkit.labels import CLASSES
+
+    lines = []
+    for part, title in (("val", "validation"), ("test", "test subjects")):
+        cols = [f"{part}_f1_{c}" for c in CLASSES]
+        if not set(cols) <= set(runs) or runs[cols].isna().all().all():
+            continue
+        lines += [f"F1 per class on {title} (mean over seeds)", "",
+                  "| variant | seeds | " + " | ".join(CLASSES) + " |", "|" + "---|" * (len(CLASSES) + 2)]
+        for name in order:
+            r = runs[(runs["variant"] == name)].dropna(subset=cols)
+            if not r.empty:
+                lines.append(f"| {name} | {len(r)} | " + " | ".join(f"{r[c].mean():.3f}" for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines) or "no run was scored per class\n"
 
 
 if __name__ == "__main__":
