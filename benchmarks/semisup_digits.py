@@ -6,7 +6,8 @@ third of the digits, and an imbalanced unlabeled pool (the remaining digits with
 0.1; digits 2 and 3, the "minority" of the table, are the rarest, as Disgust and Fear are in Aff-Wild2). The images
 are written as 32x32 grey PNGs and go through `abawkit.semisup.train.train` exactly like face crops (a labeled
 CSV, a validation CSV, an unlabeled folder). Same rows and columns as `semisup_ablation.py` (without the rows about
-the face pool).
+the face pool). The "label prior" rows debias towards the labeled digits' class shares, what the default does with
+its labels: uniform here (the same number of labels per class), i.e. DebiasPL's own target.
 
     PYTHONPATH=lib python benchmarks/semisup_digits.py --seeds 0 1 2
 """
@@ -81,9 +82,11 @@ def main() -> None:
     labeled_csv, val, pool, truth = write_digits(out, args.per_class)
     print(f"{len(pd.read_csv(labeled_csv))} labeled, {len(val)} validation, {len(truth)} unlabeled digits; "
           f"pool class counts {np.bincount(list(truth.values()), minlength=8).tolist()}")
+    counts = np.bincount(pd.read_csv(labeled_csv)["label"], minlength=8)
     run_ablation(out, labeled_csv, val, (pool,), None, truth, args.variants, args.seeds,
                  dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch_size, input_norm="none"),
-                 dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads)
+                 dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads,
+                 tuple(float(c) for c in counts / counts.sum()))
 
 
 if __name__ == "__main__":
