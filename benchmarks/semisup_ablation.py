@@ -160,12 +160,11 @@ def test_frames(manifest_dir: str, crops: str, truth_dir: str, stride: int = 2) 
 def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | None = None) -> dict:
     """Macro F1 of the model in ``checkpoint`` (on the CPU) on ``val`` (``final_macro_f1``, with the report's
     ``confusion``) and, given ``test`` frames, on them (``test_macro_f1``) and on both pooled
-    (``heldout_macro_f1``: the six held-out subjects of the demo), with each class's F1 on ``val`` and ``test``
-    (``val_f1_<class>``, ``test_f1_<class>``); one prediction pass."""
+    (``heldout_macro_f1``: the six held-out subjects of the demo), with per-class figures on ``val`` and ``test``
+    (``per_class_scores``); one prediction pass."""
     import torch
 
     from abawkit.frame_model import load_frame_model
-    from abawkit.labels import CLASSES
     from abawkit.metrics import f1_report
     from abawkit.semisup.train import predict
 
@@ -174,13 +173,23 @@ def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | Non
     probs, y = predict(model, both[["path", "label"]], model.config, torch.device("cpu"))
     pred, n = probs.argmax(1), len(val)
     rep = f1_report(y[:n], pred[:n])
-    scores = {"final_macro_f1": rep.macro_f1, "confusion": rep.confusion,
-              **{f"val_f1_{c}": f for c, f in zip(CLASSES, rep.per_class_f1)}}
+    scores = {"final_macro_f1": rep.macro_f1, "confusion": rep.confusion, **per_class_scores("val", rep)}
     if len(both) > n:
         test_rep = f1_report(y[n:], pred[n:])
         scores.update(test_macro_f1=test_rep.macro_f1, heldout_macro_f1=f1_report(y, pred).macro_f1,
-                      **{f"test_f1_{c}": f for c, f in zip(CLASSES, test_rep.per_class_f1)})
+                      **per_class_scores("test", test_rep))
     return scores
+
+
+PER_CLASS = ("f1", "pred", "true")
+
+
+def per_class_scores(part: str, rep) -> dict[str, float]:
+    """``<part>_<f1|pred|true>_<class>``: each class's F1, and its predicted and true frames, of an F1Report."""
+    from abawkit.labels import CLASSES
+
+    got = {"f1": rep.per_class_f1, "pred": rep.confusion.sum(0), "true": rep.confusion.sum(1)}
+    return {f"{part}_{k}_{c}": float(v) for k in PER_CLASS for c, v in zip(CLASSES, got[k])}
 
 
 def rescore_test(dirs: list[Path], test: pd.DataFrame) -> None:
@@ -190,7 +199,8 @@ def rescore_test(dirs: list[Path], test: pd.DataFrame) -> None:
     from abawkit.io import write_csv
     from abawkit.labels import CLASSES
 
-    cols = ["test_macro_f1", "heldout_macro_f1", *(f"{part}_f1_{c}" for part in ("val", "test") for c in CLASSES)]
+    cols = ["test_macro_f1", "heldout_macro_f1",
+            *(f"{part}_{k}_{c}" for part in ("val", "test") for k in PER_CLASS for c in CLASSES)]
     for d in dirs:
         runs, val = pd.read_csv(d / "runs.csv"), pd.read_csv(d / "val.csv")
         for c in cols:
@@ -491,23 +501,30 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
 
 
 def per_class_table(runs: pd.DataFrame, order: list[str]) -> str:
-    """Markdown: per variant, the mean over seeds of each class's F1 on validation and on the test subjects, where
-    the runs were scored per class (``--rescore-test`` adds it to older runs); what a macro F1 difference is made
-    of. Each validation class is shown by one subject, so one subject's frames move a cell."""
+    """Markdown: per variant, the mean over seeds of each class's F1 on validation and on the test subjects, and of
+    the frames predicted as each class (first line: the true frames), where the runs were scored per class
+    (``--rescore-test`` adds it to older runs); what a macro F1 difference is made of. Each validation class is
+    shown by one subject, so one subject's frames move a cell."""
     from abawkit.labels import CLASSES
 
     lines = []
-    for part, title in (("val", "validation"), ("test", "test subjects")):
-        cols = [f"{part}_f1_{c}" for c in CLASSES]
-        if not set(cols) <= set(runs) or runs[cols].isna().all().all():
-            continue
-        lines += [f"F1 per class on {title} (mean over seeds)", "",
-                  "| variant | seeds | " + " | ".join(CLASSES) + " |", "|" + "---|" * (len(CLASSES) + 2)]
-        for name in order:
-            r = runs[(runs["variant"] == name)].dropna(subset=cols)
-            if not r.empty:
-                lines.append(f"| {name} | {len(r)} | " + " | ".join(f"{r[c].mean():.3f}" for c in cols) + " |")
-        lines.append("")
+    for part, title in (("val", "validation"), ("test", "the test subjects")):
+        for kind, what in (("f1", "F1 per class"), ("pred", "Frames predicted per class")):
+            cols = [f"{part}_{kind}_{c}" for c in CLASSES]
+            scored = runs.dropna(subset=cols) if set(cols) <= set(runs) else runs.iloc[:0]
+            if scored.empty:
+                continue
+            lines += [f"{what} on {title} (mean over seeds)", "",
+                      "| variant | seeds | " + " | ".join(CLASSES) + " |", "|" + "---|" * (len(CLASSES) + 2)]
+            if kind == "pred":
+                truth = scored[[f"{part}_true_{c}" for c in CLASSES]].iloc[0]
+                lines.append("| (true frames) | – | " + " | ".join(f"{v:.0f}" for v in truth) + " |")
+            for name in order:
+                r = scored[scored["variant"] == name]
+                if not r.empty:
+                    lines.append(f"| {name} | {len(r)} | " + " | ".join(
+                        f"{r[c].mean():.3f}" if kind == "f1" else f"{r[c].mean():.1f}" for c in cols) + " |")
+            lines.append("")
     return "\n".join(lines) or "no run was scored per class\n"
 
 
