@@ -7,7 +7,9 @@ of the minority classes (Disgust, Fear), and the pseudo-labels' precision and ma
 (measured with the classes the demo knows of its unlabeled images; training never sees them). The last checkpoint
 is also scored on the demo's four test subjects (their hidden labels, `--test-truth`; nothing is selected on them)
 and on validation and test pooled: the demo's validation is two subjects, each class shown by one of them, so its
-macro F1 moves by 0.05-0.09 between seeds; six subjects say more.
+macro F1 moves by 0.05-0.09 between seeds; six subjects say more. A row that switches a correction off is also
+compared with the row it switches it off from ("vs its full row"), and OUT/per_class.md gives each class's F1 and
+predicted frames on validation and test: what a macro F1 difference is made of.
 
     PYTHONPATH=lib python benchmarks/semisup_ablation.py --seeds 0 1 2
 
@@ -81,6 +83,8 @@ SWITCHED_FROM = {"supervised - colour": "supervised",
                  **{f"full, label prior, floor 0.95 - {fix}": "full, label prior, threshold floor 0.95"
                     for fix in FIXES_OFF}}
 MINORITY = ("Disgust", "Fear")
+#: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames
+PER_CLASS = ("f1", "pred", "true")
 
 
 def few_label_split(manifest_dir: str, crops: str, out: Path, per_class: int) -> tuple[Path, Path, dict[str, int]]:
@@ -181,9 +185,6 @@ def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | Non
     return scores
 
 
-PER_CLASS = ("f1", "pred", "true")
-
-
 def per_class_scores(part: str, rep) -> dict[str, float]:
     """``<part>_<f1|pred|true>_<class>``: each class's F1, and its predicted and true frames, of an F1Report."""
     from abawkit.labels import CLASSES
@@ -194,8 +195,8 @@ def per_class_scores(part: str, rep) -> dict[str, float]:
 
 def rescore_test(dirs: list[Path], test: pd.DataFrame) -> None:
     """Add ``test_macro_f1``, ``heldout_macro_f1`` (the last checkpoint on ``test``, and on DIR/val.csv and ``test``
-    pooled) and the per-class F1 columns to every run of each DIR/runs.csv that lacks them (runs from before those
-    columns)."""
+    pooled) and the per-class columns (``per_class_scores``) to every run of each DIR/runs.csv that lacks them
+    (runs from before those columns)."""
     from abawkit.io import write_csv
     from abawkit.labels import CLASSES
 
@@ -292,12 +293,13 @@ def main() -> None:
                          "subjects (column test macro F1; nothing is selected on it), and with "
                          "--unlabeled-test-videos the pseudo-labels' precision on those frames")
     ap.add_argument("--rescore-test", nargs="+", metavar="DIR",
-                    help="train nothing: add the test and the val + test macro F1 and the per-class F1 of the last "
-                         "checkpoints to the runs of these --out folders that lack them (runs from before those "
+                    help="train nothing: add the test and the val + test macro F1 and the per-class figures of the "
+                         "last checkpoints to the runs of these --out folders that lack them (runs from before those "
                          "columns), then --merge them if given")
     ap.add_argument("--merge", nargs="+", metavar="DIR",
                     help="train nothing: gather the runs.csv and curves of these --out folders (e.g. two processes "
-                         "with other --variants) into --out, and write its table.md and pseudo_labels.png")
+                         "with other --variants) into --out, and write its table.md, per_class.md and "
+                         "pseudo_labels.png")
     args = ap.parse_args()
     if args.rescore_test or args.merge:
         if args.rescore_test:
@@ -423,7 +425,8 @@ def merge(out: Path, sources: list[Path]) -> str:
 def oracle_csv(out: Path, labeled_csv: Path, pool: tuple, known: dict[str, int]) -> Path:
     """OUT/oracle.csv: the labeled CSV plus every image of the ``pool`` folders whose class ``known`` holds."""
     roots = tuple(str(Path(d).absolute()) + os.sep for d in pool)
-    extra = pd.DataFrame([(p, c) for p, c in known.items() if c >= 0 and p.startswith(roots)], columns=["path", "label"])
+    extra = pd.DataFrame([(p, c) for p, c in known.items() if c >= 0 and p.startswith(roots)],
+                         columns=["path", "label"])
     path = out / "oracle.csv"
     pd.concat([pd.read_csv(labeled_csv), extra]).to_csv(path, index=False)
     return path
@@ -497,7 +500,6 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
                   f"{r['seconds'].mean():.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
 
 
 def per_class_table(runs: pd.DataFrame, order: list[str]) -> str:

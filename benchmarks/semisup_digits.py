@@ -80,9 +80,9 @@ def main() -> None:
 
     out = Path(args.out)
     labeled_csv, val, pool, truth = write_digits(out, args.per_class)
-    print(f"{len(pd.read_csv(labeled_csv))} labeled, {len(val)} validation, {len(truth)} unlabeled digits; "
-          f"pool class counts {np.bincount(list(truth.values()), minlength=8).tolist()}")
     counts = np.bincount(pd.read_csv(labeled_csv)["label"], minlength=8)
+    print(f"{counts.sum()} labeled, {len(val)} validation, {len(truth)} unlabeled digits; "
+          f"pool class counts {np.bincount(list(truth.values()), minlength=8).tolist()}")
     run_ablation(out, labeled_csv, val, (pool,), None, truth, args.variants, args.seeds,
                  dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch_size, input_norm="none"),
                  dict(uratio=args.uratio, unlabeled_warmup=args.unlabeled_warmup), args.threads,
