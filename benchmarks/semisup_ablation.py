@@ -54,6 +54,16 @@ FIXES_OFF: dict[str, tuple[dict, dict, bool]] = {
     "weak views in BN": ({"weak_in_student": False}, {}, False),
     "colour": ({}, {"colour_aug": False}, False),
 }
+
+
+def switched_off(prefix: str, semi: dict) -> dict[str, tuple[str, dict, dict, bool]]:
+    """The rows "<prefix> - <fix>": the full method with the SemiSupConfig overrides ``semi`` and one correction
+    of FIXES_OFF switched off."""
+    return {f"{prefix} - {fix}": ("full", {**semi, **off}, train, raw) for fix, (off, train, raw) in FIXES_OFF.items()}
+
+
+OFF_FULL = switched_off("full", FREEMATCH)
+OFF_DEFAULT = switched_off("full, label prior, floor 0.95", DEFAULT_WITH_PRIOR)
 #: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, raw instead of aligned unlabeled faces)
 VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "supervised": ("supervised", {}, {}, False),
@@ -62,15 +72,14 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     "+ self-adaptive threshold": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive"}, {}, False),
     "+ debiasing": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive", "debias": True}, {}, False),
     "full (+ feedback)": ("full", FREEMATCH, {}, False),
-    **{f"full - {fix}": ("full", {**FREEMATCH, **semi}, train, raw) for fix, (semi, train, raw) in FIXES_OFF.items()},
+    **OFF_FULL,
     "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, False),
     "full + threshold floor 0.95": ("full", {"threshold_floor": 0.95}, {}, False),
     "full, debiased towards the label prior": ("full", {**FREEMATCH, "debias_prior": "PRIOR"}, {}, False),
     # the same with FixMatch's fixed threshold: what debiasing and feedback add to FixMatch
     "full, label prior, fixed threshold 0.95": ("full", {"debias_prior": "PRIOR", "threshold": "fixed"}, {}, False),
     "full, label prior, threshold floor 0.95": ("full", DEFAULT_WITH_PRIOR, {}, False),
-    **{f"full, label prior, floor 0.95 - {fix}": ("full", {**DEFAULT_WITH_PRIOR, **semi}, train, raw)
-       for fix, (semi, train, raw) in FIXES_OFF.items()},
+    **OFF_DEFAULT,
     "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {}, False),
     "fixmatch + feedback teacher": ("full", {"threshold": "fixed", "debias": False}, {}, False),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
@@ -78,10 +87,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     ORACLE: ("supervised", {}, {}, False),
 }
 #: the row each "- X" row switches a correction off from: the table's "vs its full row" column
-SWITCHED_FROM = {"supervised - colour": "supervised",
-                 **{f"full - {fix}": "full (+ feedback)" for fix in FIXES_OFF},
-                 **{f"full, label prior, floor 0.95 - {fix}": "full, label prior, threshold floor 0.95"
-                    for fix in FIXES_OFF}}
+SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
+                 **dict.fromkeys(OFF_DEFAULT, "full, label prior, threshold floor 0.95")}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames
 PER_CLASS = ("f1", "pred", "true")
@@ -185,12 +192,18 @@ def heldout_scores(checkpoint: Path, val: pd.DataFrame, test: pd.DataFrame | Non
     return scores
 
 
-def per_class_scores(part: str, rep) -> dict[str, float]:
-    """``<part>_<f1|pred|true>_<class>``: each class's F1, and its predicted and true frames, of an F1Report."""
+def per_class_columns(part: str, kind: str) -> list[str]:
+    """The runs.csv columns ``<part>_<kind>_<class>`` of one PER_CLASS kind on ``part`` (val, test), in class
+    order."""
     from abawkit.labels import CLASSES
 
+    return [f"{part}_{kind}_{c}" for c in CLASSES]
+
+
+def per_class_scores(part: str, rep) -> dict[str, float]:
+    """Each class's F1, and its predicted and true frames, of an F1Report (``per_class_columns``)."""
     got = {"f1": rep.per_class_f1, "pred": rep.confusion.sum(0), "true": rep.confusion.sum(1)}
-    return {f"{part}_{k}_{c}": float(v) for k in PER_CLASS for c, v in zip(CLASSES, got[k])}
+    return {col: float(v) for k in PER_CLASS for col, v in zip(per_class_columns(part, k), got[k])}
 
 
 def rescore_test(dirs: list[Path], test: pd.DataFrame) -> None:
@@ -198,10 +211,9 @@ def rescore_test(dirs: list[Path], test: pd.DataFrame) -> None:
     pooled) and the per-class columns (``per_class_scores``) to every run of each DIR/runs.csv that lacks them
     (runs from before those columns)."""
     from abawkit.io import write_csv
-    from abawkit.labels import CLASSES
 
     cols = ["test_macro_f1", "heldout_macro_f1",
-            *(f"{part}_{k}_{c}" for part in ("val", "test") for k in PER_CLASS for c in CLASSES)]
+            *(c for part in ("val", "test") for k in PER_CLASS for c in per_class_columns(part, k))]
     for d in dirs:
         runs, val = pd.read_csv(d / "runs.csv"), pd.read_csv(d / "val.csv")
         for c in cols:
@@ -512,14 +524,14 @@ def per_class_table(runs: pd.DataFrame, order: list[str]) -> str:
     lines = []
     for part, title in (("val", "validation"), ("test", "the test subjects")):
         for kind, what in (("f1", "F1 per class"), ("pred", "Frames predicted per class")):
-            cols = [f"{part}_{kind}_{c}" for c in CLASSES]
+            cols = per_class_columns(part, kind)
             scored = runs.dropna(subset=cols) if set(cols) <= set(runs) else runs.iloc[:0]
             if scored.empty:
                 continue
             lines += [f"{what} on {title} (mean over seeds)", "",
                       "| variant | seeds | " + " | ".join(CLASSES) + " |", "|" + "---|" * (len(CLASSES) + 2)]
             if kind == "pred":
-                truth = scored[[f"{part}_true_{c}" for c in CLASSES]].iloc[0]
+                truth = scored[per_class_columns(part, "true")].iloc[0]
                 lines.append("| (true frames) | – | " + " | ".join(f"{v:.0f}" for v in truth) + " |")
             for name in order:
                 r = scored[scored["variant"] == name]
