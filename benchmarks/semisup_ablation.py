@@ -9,7 +9,8 @@ is also scored on the demo's four test subjects (their hidden labels, `--test-tr
 and on validation and test pooled: the demo's validation is two subjects, each class shown by one of them, so its
 macro F1 moves by 0.05-0.09 between seeds; six subjects say more. A row that switches a correction off is also
 compared with the row it switches it off from ("vs its full row"), and OUT/per_class.md gives each class's F1 and
-predicted frames on validation and test: what a macro F1 difference is made of.
+predicted frames on validation and test: what a macro F1 difference is made of; OUT/paired.md each difference
+with its 95% confidence interval over the seeds (paired t).
 
     PYTHONPATH=lib python benchmarks/semisup_ablation.py --seeds 0 1 2
 
@@ -310,7 +311,7 @@ def main() -> None:
                          "columns), then --merge them if given")
     ap.add_argument("--merge", nargs="+", metavar="DIR",
                     help="train nothing: gather the runs.csv and curves of these --out folders (e.g. two processes "
-                         "with other --variants) into --out, and write its table.md, per_class.md and "
+                         "with other --variants) into --out, and write its table.md, per_class.md, paired.md and "
                          "pseudo_labels.png")
     args = ap.parse_args()
     if args.rescore_test or args.merge:
@@ -410,12 +411,13 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
 
 
 def report(out: Path, runs: pd.DataFrame) -> str:
-    """Print and write OUT/table.md of ``runs`` and OUT/per_class.md, draw OUT/pseudo_labels.png; returns the
+    """Print and write OUT/table.md of ``runs``, OUT/per_class.md and OUT/paired.md, draw OUT/pseudo_labels.png; returns the
     table."""
     table = summarize(runs, list(VARIANTS))
     print(table)
     (out / "table.md").write_text(table)
     (out / "per_class.md").write_text(per_class_table(runs, list(VARIANTS)))
+    (out / "paired.md").write_text(paired_table(runs, list(VARIANTS)))
     plot_pseudo_labels(out)
     return table
 
@@ -511,6 +513,44 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
                   f("best_macro_f1"), f("minority_recall"), f("pl_precision"), f("mask_rate"),
                   f"{r['seconds'].mean():.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(runs: pd.DataFrame, order: list[str]) -> str:
+    """Markdown: each row against supervised training, FixMatch and the row it switches a correction off from (those
+    above it in ``order``), on the seeds both ran: the mean difference of the final macro F1 on validation, test and val + test with its 95%
+    confidence interval and the two-sided p of a paired t-test (scipy.stats.ttest_rel), and the seeds above. The
+    seed-to-seed spread of a row (0.03-0.09 on the demo's faces) is what decides whether a difference means
+    anything; this says it in one cell."""
+    from scipy.stats import ttest_rel
+
+    metrics = [(c, label) for c, label in (("final_macro_f1", "val"), ("test_macro_f1", "test"),
+                                           ("heldout_macro_f1", "val + test"))
+               if c in runs and runs[c].notna().any()]
+    head = ["variant", "against", "seeds", *(f"{label}: mean difference [95% CI], p, seeds above"
+                                             for _, label in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_seed = {name: r.set_index("seed") for name, r in runs.groupby("variant")}
+    for name in order:
+        if name not in by_seed:
+            continue
+        for base in dict.fromkeys(("supervised", "fixmatch", SWITCHED_FROM.get(name))):
+            # each pair once: a row against the rows above it
+            if base is None or base not in by_seed or order.index(base) >= order.index(name):
+                continue
+            cells = []
+            for col, _ in metrics:
+                both = pd.concat([by_seed[name][col], by_seed[base][col]], axis=1, keys=["row", "base"]).dropna()
+                diff = both["row"] - both["base"]
+                if len(both) < 2:
+                    cells.append("–")
+                    continue
+                res = ttest_rel(both["row"], both["base"])
+                lo, hi = res.confidence_interval(0.95)
+                cells.append(f"{diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}], p {res.pvalue:.2f}, "
+                             f"{int((diff > 0).sum())}/{len(diff)}")
+            seeds = len(by_seed[name].index.intersection(by_seed[base].index))
+            lines.append(f"| {name} | {base} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
