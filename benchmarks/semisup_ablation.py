@@ -313,7 +313,12 @@ def main() -> None:
                     help="train nothing: gather the runs.csv and curves of these --out folders (e.g. two processes "
                          "with other --variants) into --out, and write its table.md, per_class.md, paired.md and "
                          "pseudo_labels.png")
+    ap.add_argument("--merge-seeds", type=int, nargs="+", metavar="SEED",
+                    help="with --merge: keep only the runs of these seeds (e.g. the seeds run after a setting was "
+                         "chosen on others, reported apart)")
     args = ap.parse_args()
+    if args.merge_seeds and not args.merge:
+        ap.error("--merge-seeds needs --merge DIR...")
     if args.rescore_test or args.merge:
         if args.rescore_test:
             test = test_frames(args.manifest, args.crops, args.test_truth)
@@ -322,7 +327,7 @@ def main() -> None:
                          f"{args.test_truth} and --crops {args.crops} (run make demo first)")
             rescore_test([Path(d) for d in args.rescore_test], test)
         if args.merge:
-            merge(Path(args.out), [Path(d) for d in args.merge])
+            merge(Path(args.out), [Path(d) for d in args.merge], args.merge_seeds)
         return
 
     from abawkit.labels import NUM_CLASSES
@@ -411,8 +416,8 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
 
 
 def report(out: Path, runs: pd.DataFrame) -> str:
-    """Print and write OUT/table.md of ``runs``, OUT/per_class.md and OUT/paired.md, draw OUT/pseudo_labels.png; returns the
-    table."""
+    """Print and write OUT/table.md of ``runs``, OUT/per_class.md and OUT/paired.md, draw OUT/pseudo_labels.png;
+    returns the table."""
     table = summarize(runs, list(VARIANTS))
     print(table)
     (out / "table.md").write_text(table)
@@ -422,15 +427,19 @@ def report(out: Path, runs: pd.DataFrame) -> str:
     return table
 
 
-def merge(out: Path, sources: list[Path]) -> str:
-    """OUT/runs.csv, OUT/curves/, OUT/table.md and OUT/pseudo_labels.png from the results of ``sources``."""
+def merge(out: Path, sources: list[Path], seeds: list[int] | None = None) -> str:
+    """OUT/runs.csv, OUT/curves/, OUT/table.md and OUT/pseudo_labels.png from the results of ``sources``, of the
+    runs of ``seeds`` only where given."""
     import shutil
 
     from abawkit.io import write_csv
 
     (out / "curves").mkdir(parents=True, exist_ok=True)
     runs = pd.concat([pd.read_csv(d / "runs.csv") for d in sources]).drop_duplicates(["variant", "seed"], keep="last")
-    for curve in (c for d in sources for c in (d / "curves").glob("*.csv")):
+    if seeds:
+        runs = runs[runs["seed"].isin(seeds)]
+    kept = {f"{slug(v)}_s{s}.csv" for v, s in zip(runs["variant"], runs["seed"])}
+    for curve in (c for d in sources for c in (d / "curves").glob("*.csv") if c.name in kept):
         shutil.copyfile(curve, out / "curves" / curve.name)
     write_csv(out / "runs.csv", runs)
     return report(out, runs)
@@ -518,10 +527,10 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
 
 def paired_table(runs: pd.DataFrame, order: list[str]) -> str:
     """Markdown: each row against supervised training, FixMatch and the row it switches a correction off from (those
-    above it in ``order``), on the seeds both ran: the mean difference of the final macro F1 on validation, test and val + test with its 95%
-    confidence interval and the two-sided p of a paired t-test (scipy.stats.ttest_rel), and the seeds above. The
-    seed-to-seed spread of a row (0.03-0.09 on the demo's faces) is what decides whether a difference means
-    anything; this says it in one cell."""
+    above it in ``order``), on the seeds both ran: the mean difference of the final macro F1 on validation, test and
+    val + test with its 95% confidence interval and the two-sided p of a paired t-test (scipy.stats.ttest_rel), and
+    the seeds above. The seed-to-seed spread of a row (0.03-0.09 on the demo's faces) is what decides whether a
+    difference means anything; this says it in one cell."""
     from scipy.stats import ttest_rel
 
     metrics = [(c, label) for c, label in (("final_macro_f1", "val"), ("test_macro_f1", "test"),
