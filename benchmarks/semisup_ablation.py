@@ -484,13 +484,28 @@ def plot_pseudo_labels(out: Path, every: int = 25) -> Path | None:
     return out / "pseudo_labels.png"
 
 
+#: a run's held-out scores in runs.csv, and their label in the tables: validation, test, both pooled
+SCORES = (("final_macro_f1", "val"), ("test_macro_f1", "test"), ("heldout_macro_f1", "val + test"))
+
+
+def scored(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The SCORES that ``runs`` hold (test and val + test only where runs were scored there)."""
+    return [(c, label) for c, label in SCORES if c in runs and runs[c].notna().any()]
+
+
+def same_seeds(runs: pd.DataFrame, name: str, base: str, col: str) -> pd.DataFrame:
+    """Score ``col`` of the variants ``name`` (column row) and ``base`` (column base) on the seeds both have it."""
+    of = lambda v: runs[runs["variant"] == v].set_index("seed")[col]
+    return pd.concat([of(name), of(base)], axis=1, keys=["row", "base"]).dropna()
+
+
 def summarize(runs: pd.DataFrame, order: list[str]) -> str:
     """Markdown table of mean ± std over seeds, in variant order, the final F1 of each seed, its mean difference to
     supervised training and to FixMatch on the same seeds, and the seeds it beats each on; the same on the test
     subjects and on validation and test pooled, where the runs were scored there; a row that switches a correction
     off, the same differences to the row it switches it off from (``SWITCHED_FROM``)."""
-    extra = [(c, label) for c, label in (("test_macro_f1", "test"), ("heldout_macro_f1", "val + test"))
-             if c in runs and runs[c].notna().any()]
+    extra = scored(runs)[1:]
+    metrics = ["final_macro_f1", *(c for c, _ in extra)]
     head = ["variant", "seeds", "final val macro F1", "per seed", "vs supervised (seeds above)",
             "vs fixmatch (seeds above)"]
     for _, label in extra:
@@ -499,15 +514,12 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
              "best val macro F1", "minority recall (Disgust, Fear)", "pseudo-label precision", "mask rate", "s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    metrics = ["final_macro_f1", *(c for c, _ in extra)]
-    refs = {base: runs[runs["variant"] == base].set_index("seed")[metrics]
-            for base in ("supervised", "fixmatch", *SWITCHED_FROM.values())}
-
-    def versus(r: pd.DataFrame, base: str, col: str) -> str:
-        diff = r[col].to_numpy(dtype=float) - r["seed"].map(refs[base][col]).to_numpy(dtype=float)
-        if r["variant"].iloc[0] == base or np.isnan(diff).all():
+    def versus(name: str, base: str, col: str) -> str:
+        both = same_seeds(runs, name, base, col)
+        if name == base or both.empty:
             return "–"
-        return f"{np.nanmean(diff):+.3f} ({int((diff > 0).sum())}/{int((~np.isnan(diff)).sum())})"
+        diff = both["row"] - both["base"]
+        return f"{diff.mean():+.3f} ({int((diff > 0).sum())}/{len(diff)})"
 
     for name in order:
         r = runs[runs["variant"] == name].sort_values("seed")
@@ -515,10 +527,10 @@ def summarize(runs: pd.DataFrame, order: list[str]) -> str:
             continue
         f = lambda c: f"{r[c].mean():.3f} ± {r[c].std(ddof=0):.3f}" if r[c].notna().any() else "–"
         cells = [name, str(len(r)), f("final_macro_f1"), " / ".join(f"{v:.3f}" for v in r["final_macro_f1"]),
-                 versus(r, "supervised", "final_macro_f1"), versus(r, "fixmatch", "final_macro_f1")]
+                 versus(name, "supervised", "final_macro_f1"), versus(name, "fixmatch", "final_macro_f1")]
         for c, _ in extra:
-            cells += [f(c), f"{versus(r, 'supervised', c)}; {versus(r, 'fixmatch', c)}"]
-        cells += ["; ".join(versus(r, SWITCHED_FROM[name], c) for c in metrics) if name in SWITCHED_FROM else "–",
+            cells += [f(c), f"{versus(name, 'supervised', c)}; {versus(name, 'fixmatch', c)}"]
+        cells += ["; ".join(versus(name, SWITCHED_FROM[name], c) for c in metrics) if name in SWITCHED_FROM else "–",
                   f("best_macro_f1"), f("minority_recall"), f("pl_precision"), f("mask_rate"),
                   f"{r['seconds'].mean():.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -533,23 +545,21 @@ def paired_table(runs: pd.DataFrame, order: list[str]) -> str:
     difference means anything; this says it in one cell."""
     from scipy.stats import ttest_rel
 
-    metrics = [(c, label) for c, label in (("final_macro_f1", "val"), ("test_macro_f1", "test"),
-                                           ("heldout_macro_f1", "val + test"))
-               if c in runs and runs[c].notna().any()]
+    metrics = scored(runs)
     head = ["variant", "against", "seeds", *(f"{label}: mean difference [95% CI], p, seeds above"
                                              for _, label in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    by_seed = {name: r.set_index("seed") for name, r in runs.groupby("variant")}
+    ran = set(runs["variant"])
     for name in order:
-        if name not in by_seed:
+        if name not in ran:
             continue
         for base in dict.fromkeys(("supervised", "fixmatch", SWITCHED_FROM.get(name))):
             # each pair once: a row against the rows above it
-            if base is None or base not in by_seed or order.index(base) >= order.index(name):
+            if base is None or base not in ran or order.index(base) >= order.index(name):
                 continue
             cells = []
             for col, _ in metrics:
-                both = pd.concat([by_seed[name][col], by_seed[base][col]], axis=1, keys=["row", "base"]).dropna()
+                both = same_seeds(runs, name, base, col)
                 diff = both["row"] - both["base"]
                 if len(both) < 2:
                     cells.append("–")
@@ -558,7 +568,7 @@ def paired_table(runs: pd.DataFrame, order: list[str]) -> str:
                 lo, hi = res.confidence_interval(0.95)
                 cells.append(f"{diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}], p {res.pvalue:.2f}, "
                              f"{int((diff > 0).sum())}/{len(diff)}")
-            seeds = len(by_seed[name].index.intersection(by_seed[base].index))
+            seeds = len(same_seeds(runs, name, base, "final_macro_f1"))
             lines.append(f"| {name} | {base} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
