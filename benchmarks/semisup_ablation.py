@@ -20,6 +20,9 @@ stage 01's crops, `--crops`) and the demo's unlabeled faces as stage 01 aligned 
 "- aligned unlabeled faces" takes the raw folder instead (`--raw-unlabeled-dir`: loose renders and 25 px grayscale
 LFW faces, another crop and partly another domain).
 
+Two diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
+the demo's classes of the pool) and with DebiasPL's strength 1 (docs/semisup.md, "Which prior?").
+
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
 
@@ -39,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 ORACLE = "oracle: the pool's true labels"
+POOL_PRIOR = "full, the pool's true class shares as prior, floor 0.95"
+STRENGTH_1 = "full, label prior, floor 0.95, debias strength 1 (DebiasPL's)"
 #: FreeMatch's self-adaptive threshold without our floor: the setting the rows below that name it were measured with
 #: (the floor became 0.95 by default after them; docs/semisup.md, "Six subjects")
 FREEMATCH = {"threshold_floor": 0.0}
@@ -83,13 +88,19 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
     **OFF_DEFAULT,
     "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {}, False),
     "fixmatch + feedback teacher": ("full", {"threshold": "fixed", "debias": False}, {}, False),
+    # A diagnostic like the oracle: the default debiased towards the pool's true class shares (POOL: filled in by
+    # run_ablation from the classes the demo knows) instead of the labels' (docs/semisup.md, "Which prior?")
+    POOL_PRIOR: ("full", {**DEFAULT_WITH_PRIOR, "debias_prior": "POOL"}, {}, False),
+    # the default with DebiasPL's own strength tau_d = 1 instead of SPEC's 0.5 (docs/semisup.md, "Which prior?")
+    STRENGTH_1: ("full", {**DEFAULT_WITH_PRIOR, "debias_strength": 1.0}, {}, False),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
     ORACLE: ("supervised", {}, {}, False),
 }
-#: the row each "- X" row switches a correction off from: the table's "vs its full row" column
+#: the row each "- X" row switches a correction off from (and the two debiasing rows change the debiasing of): the
+#: table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys(OFF_DEFAULT, "full, label prior, threshold floor 0.95")}
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1], "full, label prior, threshold floor 0.95")}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames
 PER_CLASS = ("f1", "pred", "true")
@@ -391,6 +402,9 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
                 if not prior:
                     continue
                 semi_over = {**semi_over, "debias_prior": prior}
+            if semi_over.get("debias_prior") == "POOL":
+                shares = np.bincount(pool_known(pool, known)["label"], minlength=len(CLASSES))
+                semi_over = {**semi_over, "debias_prior": tuple(float(v) for v in shares / shares.sum())}
             dirs = tuple(str(d) for d in (raw_pool if raw else pool))
             labeled = oracle_csv(out, labeled_csv, pool, known) if name == ORACLE else labeled_csv
             cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug(name)}_s{seed}"), labeled_csv=str(labeled),
@@ -445,13 +459,17 @@ def merge(out: Path, sources: list[Path], seeds: list[int] | None = None) -> str
     return report(out, runs)
 
 
+def pool_known(pool: tuple, known: dict[str, int]) -> pd.DataFrame:
+    """The images of the ``pool`` folders whose class ``known`` holds (path, label)."""
+    roots = tuple(str(Path(d).absolute()) + os.sep for d in pool)
+    return pd.DataFrame([(p, c) for p, c in known.items() if c >= 0 and p.startswith(roots)],
+                        columns=["path", "label"])
+
+
 def oracle_csv(out: Path, labeled_csv: Path, pool: tuple, known: dict[str, int]) -> Path:
     """OUT/oracle.csv: the labeled CSV plus every image of the ``pool`` folders whose class ``known`` holds."""
-    roots = tuple(str(Path(d).absolute()) + os.sep for d in pool)
-    extra = pd.DataFrame([(p, c) for p, c in known.items() if c >= 0 and p.startswith(roots)],
-                         columns=["path", "label"])
     path = out / "oracle.csv"
-    pd.concat([pd.read_csv(labeled_csv), extra]).to_csv(path, index=False)
+    pd.concat([pd.read_csv(labeled_csv), pool_known(pool, known)]).to_csv(path, index=False)
     return path
 
 

@@ -3,7 +3,11 @@
 For every run folder under OUT/runs (or those given): the last checkpoint's accuracy and macro F1 on the pool
 images whose class the demo knows (the Train_Set frames left out of the few-label split and the aligned renders),
 its validation macro F1, and how many validation frames it calls Neutral (the head class; true count beside it).
-The demo's classes are used only for this measurement.
+Then the same per source of the pool (the Train_Set frames, the renders): accuracy, how many images the model
+labels with a confidence of at least --keep (FixMatch's threshold, the default's floor) and how many of those are
+right, the images it calls Disgust and Neutral against their true counts; and the pool's class shares: true, the
+model's mean prediction, and what EM (Saerens et al., 2002: the prior under which the model's posteriors, trained
+class-uniform, are consistent) estimates from them. The demo's classes are used only for this measurement.
 
     PYTHONPATH=lib python benchmarks/semisup_pool_accuracy.py --out benchmarks/out/semisup_pc4L_a --per-class 4
     PYTHONPATH=lib python benchmarks/semisup_pool_accuracy.py --out benchmarks/out/semisup_pc4L_a --per-class 4 \
@@ -35,6 +39,8 @@ def main() -> None:
     ap.add_argument("--unlabeled-dir", default="data/faces/demo_unlabeled/cropped_aligned")
     ap.add_argument("--raw-unlabeled-dir", default="data/demo/unlabeled_faces")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep", type=float, default=0.95,
+                    help="the confidence a pseudo-label is kept at in the per-source table (default: 0.95)")
     args = ap.parse_args()
 
     import torch
@@ -54,7 +60,12 @@ def main() -> None:
     val = pd.read_csv(out / "val.csv")
     neutral = CLASSES.index("Neutral")
     device = torch.device("cpu")
-    rows = []
+    source = np.where([Path(p).is_relative_to(args.unlabeled_dir) for p in pool["path"]], "renders",
+                      "Train_Set frames")
+    shares = {f"true: {name}": np.bincount(pool["label"][part], minlength=len(CLASSES)) / part.sum()
+              for name, part in (("Train_Set frames", source == "Train_Set frames"), ("renders", source == "renders"),
+                                 ("the pool", np.ones(len(pool), bool)))}
+    rows, by_source = [], []
     for run in sorted(Path(r) for r in (args.runs or (out / "runs").glob("*"))):
         if not (run / "last.pt").is_file():
             print(f"{run}: no last.pt yet (still training?), skipped")
@@ -68,7 +79,39 @@ def main() -> None:
                      "val_neutral_predicted": int((val_pred == neutral).sum()),
                      "val_neutral_true": int((val_y == neutral).sum())})
         print(rows[-1], flush=True)
+        by_source += [{"run": run.name, **source_row(name, pool_probs[source == name], pool_y[source == name],
+                                                     args.keep)} for name in ("Train_Set frames", "renders")]
+        shares[f"{run.name}: mean prediction"] = pool_probs.mean(0)
+        shares[f"{run.name}: EM estimate"] = em_prior(pool_probs)
     print(f"\npool: {len(pool)} images of known class\n" + pd.DataFrame(rows).round(3).to_string(index=False))
+    print(f"\nper source of the pool (kept: confidence >= {args.keep})\n"
+          + pd.DataFrame(by_source).round(3).to_string(index=False))
+    print("\nthe pool's class shares\n" + pd.DataFrame(shares, index=CLASSES).T.round(3).to_string())
+
+
+def source_row(name: str, probs: np.ndarray, y: np.ndarray, keep: float) -> dict:
+    """One source of the pool: accuracy, the pseudo-labels a threshold ``keep`` keeps and their precision, the
+    images called Disgust and Neutral against their true counts."""
+    from abawkit.labels import CLASSES
+
+    pred, kept = probs.argmax(1), probs.max(1) >= keep
+    disgust, neutral = CLASSES.index("Disgust"), CLASSES.index("Neutral")
+    return {"source": name, "images": len(y), "accuracy": float(np.mean(pred == y)), "kept": int(kept.sum()),
+            "kept_precision": float(np.mean(pred[kept] == y[kept])) if kept.any() else float("nan"),
+            "kept_disgust": int((pred[kept] == disgust).sum()), "called_disgust": int((pred == disgust).sum()),
+            "true_disgust": int((y == disgust).sum()), "called_neutral": int((pred == neutral).sum()),
+            "true_neutral": int((y == neutral).sum())}
+
+
+def em_prior(probs: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """The class prior of the images whose posteriors are ``probs`` (N, C), by EM (Saerens, Latinne and
+    Decaestecker, 2002) from a model trained under a uniform prior (class-uniform batches): each step reweights the
+    posteriors by the current prior and averages them."""
+    prior = np.full(probs.shape[1], 1 / probs.shape[1])
+    for _ in range(iterations):
+        weighted = probs * prior
+        prior = (weighted / weighted.sum(1, keepdims=True)).mean(0)
+    return prior
 
 
 if __name__ == "__main__":
