@@ -341,7 +341,6 @@ def main() -> None:
             merge(Path(args.out), [Path(d) for d in args.merge], args.merge_seeds)
         return
 
-    from abawkit.labels import NUM_CLASSES
     from abawkit.manifest import load_manifest
     from abawkit.semisup.data import frames_from_manifest
 
@@ -356,7 +355,7 @@ def main() -> None:
         truth.update(test_truth)
         extra = (test_pool,)
     train_labels = frames_from_manifest(manifest, args.crops, "Train_Set")["label"]
-    prior = tuple(float(v) for v in np.bincount(train_labels, minlength=NUM_CLASSES) / len(train_labels))
+    prior = class_shares(train_labels)
     run_ablation(out, labeled_csv, val[["path", "label"]], (pool, args.unlabeled_dir, *extra),
                  (pool, args.raw_unlabeled_dir, *extra),
                  truth, args.variants, args.seeds,
@@ -403,8 +402,7 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
                     continue
                 semi_over = {**semi_over, "debias_prior": prior}
             if semi_over.get("debias_prior") == "POOL":
-                shares = np.bincount(pool_known(pool, known)["label"], minlength=len(CLASSES))
-                semi_over = {**semi_over, "debias_prior": tuple(float(v) for v in shares / shares.sum())}
+                semi_over = {**semi_over, "debias_prior": class_shares(pool_known(pool, known)["label"])}
             dirs = tuple(str(d) for d in (raw_pool if raw else pool))
             labeled = oracle_csv(out, labeled_csv, pool, known) if name == ORACLE else labeled_csv
             cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug(name)}_s{seed}"), labeled_csv=str(labeled),
@@ -457,6 +455,14 @@ def merge(out: Path, sources: list[Path], seeds: list[int] | None = None) -> str
         shutil.copyfile(curve, out / "curves" / curve.name)
     write_csv(out / "runs.csv", runs)
     return report(out, runs)
+
+
+def class_shares(labels) -> tuple[float, ...]:
+    """The share of each class among ``labels`` (class indices), one float per class."""
+    from abawkit.labels import NUM_CLASSES
+
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=NUM_CLASSES)
+    return tuple(float(v) for v in counts / counts.sum())
 
 
 def pool_known(pool: tuple, known: dict[str, int]) -> pd.DataFrame:

@@ -26,7 +26,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from semisup_ablation import few_label_split, render_truth  # noqa: E402
+from semisup_ablation import class_shares, few_label_split, render_truth  # noqa: E402
+
+#: the pool's two sources: the Train_Set frames left out of the few-label split, and the aligned renders
+SOURCES = ("Train_Set frames", "renders")
 
 
 def main() -> None:
@@ -60,11 +63,9 @@ def main() -> None:
     val = pd.read_csv(out / "val.csv")
     neutral = CLASSES.index("Neutral")
     device = torch.device("cpu")
-    source = np.where([Path(p).is_relative_to(args.unlabeled_dir) for p in pool["path"]], "renders",
-                      "Train_Set frames")
-    shares = {f"true: {name}": np.bincount(pool["label"][part], minlength=len(CLASSES)) / part.sum()
-              for name, part in (("Train_Set frames", source == "Train_Set frames"), ("renders", source == "renders"),
-                                 ("the pool", np.ones(len(pool), bool)))}
+    source = np.where(pool["path"].isin(list(aligned)), "renders", "Train_Set frames")
+    shares = {**{f"true: {name}": class_shares(pool["label"][source == name]) for name in SOURCES},
+              "true: the pool": class_shares(pool["label"])}
     rows, by_source = [], []
     for run in sorted(Path(r) for r in (args.runs or (out / "runs").glob("*"))):
         if not (run / "last.pt").is_file():
@@ -80,7 +81,7 @@ def main() -> None:
                      "val_neutral_true": int((val_y == neutral).sum())})
         print(rows[-1], flush=True)
         by_source += [{"run": run.name, **source_row(name, pool_probs[source == name], pool_y[source == name],
-                                                     args.keep)} for name in ("Train_Set frames", "renders")]
+                                                     args.keep)} for name in SOURCES]
         shares[f"{run.name}: mean prediction"] = pool_probs.mean(0)
         shares[f"{run.name}: EM estimate"] = em_prior(pool_probs)
     print(f"\npool: {len(pool)} images of known class\n" + pd.DataFrame(rows).round(3).to_string(index=False))
