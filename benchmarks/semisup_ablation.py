@@ -21,7 +21,8 @@ stage 01's crops, `--crops`) and the demo's unlabeled faces as stage 01 aligned 
 LFW faces, another crop and partly another domain).
 
 Two diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
-the demo's classes of the pool) and with DebiasPL's strength 1 (docs/semisup.md, "Which prior?").
+the demo's classes of the pool) and with DebiasPL's strength 1; two train FixMatch and the default on the Train_Set
+frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -44,6 +45,11 @@ import pandas as pd
 ORACLE = "oracle: the pool's true labels"
 POOL_PRIOR = "full, the pool's true class shares as prior, floor 0.95"
 STRENGTH_1 = "full, label prior, floor 0.95, debias strength 1 (DebiasPL's)"
+FIXMATCH_FRAMES = "fixmatch, Train_Set frames only"
+DEFAULT_FRAMES = "full, label prior, floor 0.95, Train_Set frames only"
+#: which unlabeled pool a row trains on: the Train_Set frames and the renders as stage 01 aligned them (every row but
+#: those below), the raw renders and LFW faces instead of the aligned ones, or the Train_Set frames alone
+ALIGNED, RAW, FRAMES = "aligned", "raw", "frames"
 #: FreeMatch's self-adaptive threshold without our floor: the setting the rows below that name it were measured with
 #: (the floor became 0.95 by default after them; docs/semisup.md, "Six subjects")
 FREEMATCH = {"threshold_floor": 0.0}
@@ -51,56 +57,63 @@ FREEMATCH = {"threshold_floor": 0.0}
 #: Train_Set frames (PRIOR: filled in by main; the few-label splits are class-balanced), the threshold floored at 0.95
 DEFAULT_WITH_PRIOR = {"debias_prior": "PRIOR", "threshold_floor": 0.95}
 #: the corrections (docs/semisup.md, "Corrections"), each switched off: SemiSupConfig overrides, TrainConfig
-#: overrides, raw instead of aligned unlabeled faces
-FIXES_OFF: dict[str, tuple[dict, dict, bool]] = {
-    "aligned unlabeled faces": ({}, {}, True),
-    "threshold init, ramp": ({"init_from_teacher": False, "lambda_u_ramp": 0}, {}, False),
-    "run-length debias m": ({"debias_momentum": 0.999}, {}, False),
-    "h fixes": ({"h_batch": "same", "feedback_baseline": 0.0}, {}, False),
-    "weak views in BN": ({"weak_in_student": False}, {}, False),
-    "colour": ({}, {"colour_aug": False}, False),
+#: overrides, the unlabeled pool
+FIXES_OFF: dict[str, tuple[dict, dict, str]] = {
+    "aligned unlabeled faces": ({}, {}, RAW),
+    "threshold init, ramp": ({"init_from_teacher": False, "lambda_u_ramp": 0}, {}, ALIGNED),
+    "run-length debias m": ({"debias_momentum": 0.999}, {}, ALIGNED),
+    "h fixes": ({"h_batch": "same", "feedback_baseline": 0.0}, {}, ALIGNED),
+    "weak views in BN": ({"weak_in_student": False}, {}, ALIGNED),
+    "colour": ({}, {"colour_aug": False}, ALIGNED),
 }
 
 
-def switched_off(prefix: str, semi: dict) -> dict[str, tuple[str, dict, dict, bool]]:
+def switched_off(prefix: str, semi: dict) -> dict[str, tuple[str, dict, dict, str]]:
     """The rows "<prefix> - <fix>": the full method with the SemiSupConfig overrides ``semi`` and one correction
     of FIXES_OFF switched off."""
-    return {f"{prefix} - {fix}": ("full", {**semi, **off}, train, raw) for fix, (off, train, raw) in FIXES_OFF.items()}
+    return {f"{prefix} - {fix}": ("full", {**semi, **off}, train, faces)
+            for fix, (off, train, faces) in FIXES_OFF.items()}
 
 
 OFF_FULL = switched_off("full", FREEMATCH)
 OFF_DEFAULT = switched_off("full, label prior, floor 0.95", DEFAULT_WITH_PRIOR)
-#: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, raw instead of aligned unlabeled faces)
-VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
-    "supervised": ("supervised", {}, {}, False),
-    "supervised - colour": ("supervised", {}, {"colour_aug": False}, False),
-    "fixmatch": ("fixmatch", {}, {}, False),
-    "+ self-adaptive threshold": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive"}, {}, False),
-    "+ debiasing": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive", "debias": True}, {}, False),
-    "full (+ feedback)": ("full", FREEMATCH, {}, False),
+#: name -> (algorithm preset, SemiSupConfig overrides, TrainConfig overrides, unlabeled pool)
+VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
+    "supervised": ("supervised", {}, {}, ALIGNED),
+    "supervised - colour": ("supervised", {}, {"colour_aug": False}, ALIGNED),
+    "fixmatch": ("fixmatch", {}, {}, ALIGNED),
+    "+ self-adaptive threshold": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive"}, {}, ALIGNED),
+    "+ debiasing": ("fixmatch", {**FREEMATCH, "threshold": "self-adaptive", "debias": True}, {}, ALIGNED),
+    "full (+ feedback)": ("full", FREEMATCH, {}, ALIGNED),
     **OFF_FULL,
-    "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, False),
-    "full + threshold floor 0.95": ("full", {"threshold_floor": 0.95}, {}, False),
-    "full, debiased towards the label prior": ("full", {**FREEMATCH, "debias_prior": "PRIOR"}, {}, False),
+    "full + threshold floor 0.8": ("full", {"threshold_floor": 0.8}, {}, ALIGNED),
+    "full + threshold floor 0.95": ("full", {"threshold_floor": 0.95}, {}, ALIGNED),
+    "full, debiased towards the label prior": ("full", {**FREEMATCH, "debias_prior": "PRIOR"}, {}, ALIGNED),
     # the same with FixMatch's fixed threshold: what debiasing and feedback add to FixMatch
-    "full, label prior, fixed threshold 0.95": ("full", {"debias_prior": "PRIOR", "threshold": "fixed"}, {}, False),
-    "full, label prior, threshold floor 0.95": ("full", DEFAULT_WITH_PRIOR, {}, False),
+    "full, label prior, fixed threshold 0.95": ("full", {"debias_prior": "PRIOR", "threshold": "fixed"}, {}, ALIGNED),
+    "full, label prior, threshold floor 0.95": ("full", DEFAULT_WITH_PRIOR, {}, ALIGNED),
     **OFF_DEFAULT,
-    "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {}, False),
-    "fixmatch + feedback teacher": ("full", {"threshold": "fixed", "debias": False}, {}, False),
+    "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {},
+                                                     ALIGNED),
+    "fixmatch + feedback teacher": ("full", {"threshold": "fixed", "debias": False}, {}, ALIGNED),
     # A diagnostic like the oracle: the default debiased towards the pool's true class shares (POOL: filled in by
     # run_ablation from the classes the demo knows) instead of the labels' (docs/semisup.md, "Which prior?")
-    POOL_PRIOR: ("full", {**DEFAULT_WITH_PRIOR, "debias_prior": "POOL"}, {}, False),
+    POOL_PRIOR: ("full", {**DEFAULT_WITH_PRIOR, "debias_prior": "POOL"}, {}, ALIGNED),
     # the default with DebiasPL's own strength tau_d = 1 instead of SPEC's 0.5 (docs/semisup.md, "Which prior?")
-    STRENGTH_1: ("full", {**DEFAULT_WITH_PRIOR, "debias_strength": 1.0}, {}, False),
+    STRENGTH_1: ("full", {**DEFAULT_WITH_PRIOR, "debias_strength": 1.0}, {}, ALIGNED),
+    # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
+    # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "Which prior?")
+    FIXMATCH_FRAMES: ("fixmatch", {}, {}, FRAMES),
+    DEFAULT_FRAMES: ("full", DEFAULT_WITH_PRIOR, {}, FRAMES),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
-    ORACLE: ("supervised", {}, {}, False),
+    ORACLE: ("supervised", {}, {}, ALIGNED),
 }
-#: the row each "- X" row switches a correction off from (and the two debiasing rows change the debiasing of): the
-#: table's "vs its full row" column
+#: the row each "- X" row switches a correction off from (and the two debiasing rows change the debiasing of; the
+#: default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1], "full, label prior, threshold floor 0.95")}
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1], "full, label prior, threshold floor 0.95"),
+                 DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames
 PER_CLASS = ("f1", "pred", "true")
@@ -370,8 +383,9 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
                  semi_settings: dict, threads: int = 2, prior: tuple[float, ...] = (),
                  test: pd.DataFrame | None = None) -> str:
     """Train every (seed, variant) not yet in OUT/runs.csv, score its last checkpoint on ``val`` (path, label), and
-    write OUT/table.md; returns the table. ``pool``: the unlabeled folders; ``raw_pool``: those of the rows that
-    take the raw faces (None: no such row). ``truth`` maps unlabeled image paths to their class (-1: unknown).
+    write OUT/table.md; returns the table. ``pool``: the unlabeled folders, the Train_Set frames' first (the rows on
+    FRAMES take that one alone); ``raw_pool``: those of the rows that take the raw faces (None: no such row).
+    ``truth`` maps unlabeled image paths to their class (-1: unknown).
     ``prior``: the class shares a row's ``debias_prior: "PRIOR"`` stands for (its row is skipped without them).
     ``test`` (path, label): a second held-out set the last checkpoint is scored on too (none: not scored)."""
     import torch
@@ -394,19 +408,20 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
         for name in variants:
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
-            algorithm, semi_over, train_over, raw = VARIANTS[name]
-            if raw and raw_pool is None:
+            algorithm, semi_over, train_over, faces = VARIANTS[name]
+            if faces == RAW and raw_pool is None:
                 continue
+            dirs = {ALIGNED: pool, RAW: raw_pool, FRAMES: pool[:1]}[faces]
             if semi_over.get("debias_prior") == "PRIOR":
                 if not prior:
                     continue
                 semi_over = {**semi_over, "debias_prior": prior}
             if semi_over.get("debias_prior") == "POOL":
-                semi_over = {**semi_over, "debias_prior": class_shares(pool_known(pool, known)["label"])}
-            dirs = tuple(str(d) for d in (raw_pool if raw else pool))
-            labeled = oracle_csv(out, labeled_csv, pool, known) if name == ORACLE else labeled_csv
+                semi_over = {**semi_over, "debias_prior": class_shares(pool_known(dirs, known)["label"])}
+            labeled = oracle_csv(out, labeled_csv, dirs, known) if name == ORACLE else labeled_csv
             cfg = TrainConfig(out_dir=str(out / "runs" / f"{slug(name)}_s{seed}"), labeled_csv=str(labeled),
-                              unlabeled_dirs=dirs, val_csv=str(val_csv), eval_every=max(1, steps // 5),
+                              unlabeled_dirs=tuple(str(d) for d in dirs), val_csv=str(val_csv),
+                              eval_every=max(1, steps // 5),
                               ckpt_every=steps, warmup_steps=max(1, steps // 10), workers=0, seed=seed,
                               progress=False, semisup=preset(algorithm, **semi_settings, **semi_over),
                               **{**train_settings, **train_over})
