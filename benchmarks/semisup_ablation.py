@@ -22,7 +22,8 @@ LFW faces, another crop and partly another domain).
 
 Two diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
 the demo's classes of the pool) and with DebiasPL's strength 1; two train FixMatch and the default on the Train_Set
-frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?").
+frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?",
+"The renders left out").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -102,7 +103,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # the default with DebiasPL's own strength tau_d = 1 instead of SPEC's 0.5 (docs/semisup.md, "Which prior?")
     STRENGTH_1: ("full", {**DEFAULT_WITH_PRIOR, "debias_strength": 1.0}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
-    # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "Which prior?")
+    # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders
+    # left out")
     FIXMATCH_FRAMES: ("fixmatch", {}, {}, FRAMES),
     DEFAULT_FRAMES: ("full", DEFAULT_WITH_PRIOR, {}, FRAMES),
     # The ceiling of any semi-supervised row: supervised training on the labeled frames plus the pool's images whose
