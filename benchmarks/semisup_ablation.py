@@ -411,9 +411,9 @@ def run_ablation(out: Path, labeled_csv: Path, val: pd.DataFrame, pool: tuple, r
             if ((done["variant"] == name) & (done["seed"] == seed)).any():
                 continue
             algorithm, semi_over, train_over, faces = VARIANTS[name]
-            if faces == RAW and raw_pool is None:
-                continue
             dirs = {ALIGNED: pool, RAW: raw_pool, FRAMES: pool[:1]}[faces]
+            if dirs is None:  # a raw row where there are no raw faces (digits)
+                continue
             if semi_over.get("debias_prior") == "PRIOR":
                 if not prior:
                     continue
