@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from abawkit.semisup.algorithms import feedback_signal, feedback_teacher_loss
+from abawkit.semisup.algorithms import PseudoLabeler, feedback_signal, feedback_teacher_loss
+from abawkit.semisup.config import SemiSupConfig
 from abawkit.semisup.debias import DebiasedPseudoLabels
 from abawkit.semisup.sampler import ClassUniformBatchSampler, UniformBatchSampler
 from abawkit.semisup.thresholds import (FixedThreshold, FlexMatchThreshold, SelfAdaptiveThreshold,
@@ -126,6 +127,18 @@ def test_adaptive_margin_term():
     # the margin makes a head-class target easier to reach than a tail-class one from equal logits
     per = torch.nn.functional.cross_entropy(d.margin_logits(torch.zeros(2, C)), torch.tensor([0, 3]), reduction="none")
     assert per[0] < per[1]
+
+
+@pytest.mark.parametrize("margin", [True, False])
+def test_the_student_loss_takes_the_margin_only_when_asked(margin):
+    labeler = PseudoLabeler(SemiSupConfig(threshold="fixed", debias_margin=margin, debias_momentum=0.9), C, 16)
+    labeler.debias.p_hat = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    z_s, y, mask = torch.zeros(2, C), torch.tensor([0, 3]), torch.tensor([1.0, 1.0])
+    plain = torch.nn.functional.cross_entropy(z_s, y)
+    # from equal logits plain CE is log C for any target; the margin makes the head class's target cheaper
+    assert (labeler.loss(z_s, y, mask).item() == pytest.approx(plain.item())) is not margin
+    assert labeler.loss(z_s, y, mask).item() == pytest.approx(
+        labeler.debias.loss(z_s, y, mask).item() if margin else plain.item())
 
 
 def test_feedback_signal_sign_and_use():

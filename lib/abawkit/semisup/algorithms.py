@@ -68,7 +68,7 @@ class PseudoLabeler:
     """Teacher logits of weak views -> (pseudo-labels, mask, confidence): debiased q = softmax(z_w - tau_d log
     p_hat) (DebiasPL) or plain softmax, then the threshold. With debiasing the threshold sees the debiased
     probabilities: max_c q(c) is the confidence that enters the mask. ``loss`` is the masked student loss on
-    strong views."""
+    strong views: DebiasPL's adaptive margin with debiasing (unless ``debias_margin`` is off), else CE."""
 
     def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int, unlabeled_steps: int = 0):
         self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
@@ -76,6 +76,7 @@ class PseudoLabeler:
         self.debias = (DebiasedPseudoLabels(num_classes, cfg.debias_strength, cfg.debias_m(unlabeled_steps),
                                            cfg.debias_prior)
                        if cfg.debias else None)
+        self.margin = cfg.debias_margin
 
     def initialise(self, z_w: torch.Tensor) -> None:
         """Start the debiasing marginal and the self-adaptive threshold from the teacher's logits ``z_w`` (N, C)
@@ -99,7 +100,7 @@ class PseudoLabeler:
         return y_hat, mask, conf
 
     def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.debias is not None:
+        if self.debias is not None and self.margin:
             return self.debias.loss(z_s, y_hat, mask)
         return (F.cross_entropy(z_s.float(), y_hat, reduction="none") * mask).mean()
 

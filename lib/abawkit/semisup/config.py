@@ -54,6 +54,9 @@ class SemiSupConfig:
     above FixMatch's: for the classes the teacher predicts most, once its mean confidence passes 0.95. 0 is
     FreeMatch's threshold, which follows the teacher's mean confidence down (on the demo's 4-label runs to 0.8,
     keeping 88% of the pool at 68% precision, which cost 0.03 macro F1 on new subjects; docs/semisup.md)"""
+    debias_margin: bool = True
+    """with debias: the student learns the debiased pseudo-labels through DebiasPL's adaptive-margin loss,
+    CE(z_s + tau_d log(p_hat / pi), y_hat) (False: plain masked CE on them; an ablation switch, ours)"""
     debias_strength: float = 0.5
     """tau_d of the debiasing: logits minus tau_d * log(marginal) (1.0 in DebiasPL)"""
     debias_prior: tuple[float, ...] = ()
