@@ -115,10 +115,11 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
     ORACLE: ("supervised", {}, {}, ALIGNED),
 }
-#: the row each "- X" row switches a correction off from (and the two debiasing rows change the debiasing of; the
-#: default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
+#: the row each "- X" row switches a correction off from (and the three rows that change the default's debiasing;
+#: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN], "full, label prior, threshold floor 0.95"),
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN],
+                                 "full, label prior, threshold floor 0.95"),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames
