@@ -20,10 +20,10 @@ stage 01's crops, `--crops`) and the demo's unlabeled faces as stage 01 aligned 
 "- aligned unlabeled faces" takes the raw folder instead (`--raw-unlabeled-dir`: loose renders and 25 px grayscale
 LFW faces, another crop and partly another domain).
 
-Two diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
-the demo's classes of the pool) and with DebiasPL's strength 1; two train FixMatch and the default on the Train_Set
+Three diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
+the demo's classes of the pool), with DebiasPL's strength 1, and without its adaptive margin; two train FixMatch and the default on the Train_Set
 frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?",
-"The renders left out").
+"The renders left out", "DebiasPL's two parts").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 
 ORACLE = "oracle: the pool's true labels"
+#: the default full method (DEFAULT_WITH_PRIOR below), the row the diagnostic rows change one thing of
+DEFAULT = "full, label prior, threshold floor 0.95"
 POOL_PRIOR = "full, the pool's true class shares as prior, floor 0.95"
 STRENGTH_1 = "full, label prior, floor 0.95, debias strength 1 (DebiasPL's)"
 FIXMATCH_FRAMES = "fixmatch, Train_Set frames only"
@@ -93,7 +95,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     "full, debiased towards the label prior": ("full", {**FREEMATCH, "debias_prior": "PRIOR"}, {}, ALIGNED),
     # the same with FixMatch's fixed threshold: what debiasing and feedback add to FixMatch
     "full, label prior, fixed threshold 0.95": ("full", {"debias_prior": "PRIOR", "threshold": "fixed"}, {}, ALIGNED),
-    "full, label prior, threshold floor 0.95": ("full", DEFAULT_WITH_PRIOR, {}, ALIGNED),
+    DEFAULT: ("full", DEFAULT_WITH_PRIOR, {}, ALIGNED),
     **OFF_DEFAULT,
     "fixmatch + debiasing towards the label prior": ("fixmatch", {"debias": True, "debias_prior": "PRIOR"}, {},
                                                      ALIGNED),
@@ -118,8 +120,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the row each "- X" row switches a correction off from (and the three rows that change the default's debiasing;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN],
-                                 "full, label prior, threshold floor 0.95"),
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN], DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames
