@@ -19,27 +19,19 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from semisup_ablation import test_frames  # noqa: E402
+from semisup_ablation import heldout_scores, test_frames  # noqa: E402
 
 
 def confusion_rows(run: Path, frames: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """The confusion rows of ``classes`` of ``run``/last.pt on ``frames`` (path, label): one row per class, a column
-    per predicted class, plus the run's name and the class's F1."""
-    import torch
-
-    from abawkit.frame_model import load_frame_model
+    """The confusion rows of ``classes`` of ``run``/last.pt on ``frames`` (path, label), scored as the ablation
+    scores its validation (``heldout_scores``): one row per class, a column per predicted class, plus the run's
+    name and the class's F1."""
     from abawkit.labels import CLASSES
-    from abawkit.metrics import f1_report
-    from abawkit.semisup.train import predict
 
-    model, _ = load_frame_model(run / "last.pt")
-    probs, y = predict(model, frames[["path", "label"]], model.config, torch.device("cpu"))
-    report = f1_report(y, probs.argmax(1))
-    table = report.confusion_frame()
-    table.index = list(CLASSES)
-    rows = table.loc[classes].copy()
-    rows.insert(0, "f1", [report.per_class_f1[CLASSES.index(c)] for c in classes])
-    rows.insert(0, "true", rows.index)
+    scores = heldout_scores(run / "last.pt", frames)
+    rows = pd.DataFrame(scores["confusion"], index=list(CLASSES), columns=list(CLASSES)).loc[classes]
+    rows.insert(0, "f1", [scores[f"val_f1_{c}"] for c in classes])
+    rows.insert(0, "true", classes)
     rows.insert(0, "run", run.name)
     return rows.reset_index(drop=True)
 
