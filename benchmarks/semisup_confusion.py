@@ -69,7 +69,10 @@ def main() -> None:
     pd.set_option("display.width", 200)
     print(rows.to_string(index=False, float_format=lambda f: f"{f:.3f}"))
     if args.csv:
-        rows.to_csv(args.csv, index=False)
+        from abawkit.io import atomic_path
+
+        with atomic_path(args.csv) as tmp:
+            rows.to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":
