@@ -61,9 +61,12 @@ def main() -> None:
     if test is not None and test.empty:
         sys.exit(f"no test frames: needs the demo's test labels in {args.test_truth} and --crops {args.crops} "
                  "(run make demo first)")
+    vals: dict[Path, pd.DataFrame] = {}  # each ablation folder's val.csv, read once for all its runs
     tables = []
     for run in args.runs:
-        frames = test if test is not None else pd.read_csv(run.parent.parent / "val.csv")
+        if test is None and run.parent.parent not in vals:
+            vals[run.parent.parent] = pd.read_csv(run.parent.parent / "val.csv")
+        frames = test if test is not None else vals[run.parent.parent]
         tables.append(confusion_rows(run, frames, args.classes))
     rows = pd.concat(tables, ignore_index=True)
     pd.set_option("display.width", 200)
