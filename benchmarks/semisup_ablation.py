@@ -51,6 +51,7 @@ STRENGTH_1 = "full, label prior, floor 0.95, debias strength 1 (DebiasPL's)"
 FIXMATCH_FRAMES = "fixmatch, Train_Set frames only"
 DEFAULT_FRAMES = "full, label prior, floor 0.95, Train_Set frames only"
 NO_MARGIN = "full, label prior, floor 0.95, no adaptive margin"
+PSEUDO_HEAD = "full, label prior, floor 0.95, DST pseudo head"
 #: which unlabeled pool a row trains on: the Train_Set frames and the renders as stage 01 aligned them (every row but
 #: those below), the raw renders and LFW faces instead of the aligned ones, or the Train_Set frames alone
 ALIGNED, RAW, FRAMES = "aligned", "raw", "frames"
@@ -108,6 +109,10 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # the default's debiased pseudo-labels learnt with plain CE instead of DebiasPL's adaptive-margin loss: which of
     # DebiasPL's two parts costs on validation (docs/semisup.md, "DebiasPL's two parts")
     NO_MARGIN: ("full", {**DEFAULT_WITH_PRIOR, "debias_margin": False}, {}, ALIGNED),
+    # the default whose student learns the pseudo-labels through DST's pseudo head, its classifier from the labels
+    # alone (Chen et al., 2022): against the draws where self-training carries the classifier's own errors further
+    # (docs/semisup.md, "A pseudo head")
+    PSEUDO_HEAD: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_head": True}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
     # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders
     # left out")
@@ -120,7 +125,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the row each "- X" row switches a correction off from (and the three rows that change the default's debiasing;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN], DEFAULT),
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD], DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames

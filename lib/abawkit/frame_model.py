@@ -64,7 +64,8 @@ def standardize_per_image(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 class FrameModel(nn.Module):
-    """``forward(x)`` gives logits; ``embed(x)`` the ``forward_head(pre_logits=True)`` embedding."""
+    """``forward(x)`` gives logits (``forward(x, with_embedding=True)``: the embedding and the logits, through the
+    forward of a DDP wrapper); ``embed(x)`` the ``forward_head(pre_logits=True)`` embedding."""
 
     def __init__(self, config: FrameModelConfig):
         super().__init__()
@@ -83,7 +84,9 @@ class FrameModel(nn.Module):
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return standardize_per_image(x) if self.config.input_norm == "per-image" else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_embedding: bool = False):
+        if with_embedding:
+            return self.embed_and_logits(x)
         return self.backbone(self._prepare(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

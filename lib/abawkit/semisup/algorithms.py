@@ -114,6 +114,13 @@ class PseudoLabeler:
             self.debias.load_state_dict(state["debias"])
 
 
+def pseudo_head(embed_dim: int, num_classes: int) -> nn.Module:
+    """DST's pseudo head (Chen et al., 2022, as in the authors' code): Linear(d, 2d), ReLU, dropout 0.5,
+    Linear(2d, C) on the student's embedding. It learns the pseudo-labels; the classifier learns the labels."""
+    width = 2 * embed_dim
+    return nn.Sequential(nn.Linear(embed_dim, width), nn.ReLU(), nn.Dropout(0.5), nn.Linear(width, num_classes))
+
+
 class Supervised:
     """Labeled frames only (class-uniform batches come from the sampler): the baseline."""
 
@@ -144,7 +151,9 @@ class FixMatch(Supervised):
     """Teacher = EMA of the student labels weak views (no gradient); the student learns labeled CE plus
     lambda_u (ramped) times the masked pseudo-label loss on strong views. With ``weak_in_student`` the weak views
     go through the student's forward as well (USB's batch: labeled, weak, strong), so BatchNorm's statistics,
-    which the EMA teacher inherits, cover the weak views it labels."""
+    which the EMA teacher inherits, cover the weak views it labels. With ``pseudo_head`` the strong views' logits
+    are a pseudo head's on the student's embedding (DST, Chen et al., 2022; own optimizer and schedule), so the
+    student's classifier, whose EMA labels and predicts, learns from the labels only."""
 
     uses_unlabeled = True
 
@@ -155,6 +164,13 @@ class FixMatch(Supervised):
         self.started = False
         #: (unlabeled indices, pseudo-labels, mask) of the last step, for a measurement hook (train's on_pseudo_labels)
         self.last_pseudo_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.head = None
+        if cfg.pseudo_head:
+            student = _unwrap(ctx.student)
+            self.head_module = pseudo_head(student.embed_dim, num_classes).to(next(student.parameters()).device)
+            self.head = ctx.wrap(self.head_module)
+            self.head_optimizer = ctx.make_optimizer(self.head_module)
+            self.head_scheduler = ctx.make_scheduler(self.head_optimizer)
 
     def warming_up(self, step: int) -> bool:
         """True for the first ``cfg.unlabeled_warmup`` global steps: the unlabeled parts wait."""
@@ -187,10 +203,25 @@ class FixMatch(Supervised):
         self.started = True
 
     def student_logits(self, x_l, u_w, u_s) -> torch.Tensor:
-        """The student's logits of one forward over labeled, (weak,) strong views; the last rows are u_s's."""
+        """The student's logits of one forward over labeled, (weak,) strong views; the last rows are u_s's (with
+        ``pseudo_head``, the pseudo head's)."""
         parts = [x_l, u_w, u_s] if self.cfg.weak_in_student else [x_l, u_s]
         with self.ctx.autocast():
-            return self.ctx.student(torch.cat(parts))
+            if self.head is None:
+                return self.ctx.student(torch.cat(parts))
+            emb, logits = self.ctx.student(torch.cat(parts), with_embedding=True)
+            ns = u_s.shape[0]
+            return torch.cat([logits[:-ns], self.head(emb[-ns:]).to(logits.dtype)])
+
+    def step_student(self, loss: torch.Tensor, step: int) -> None:
+        """The student's step on ``loss`` (the context's), and the pseudo head's when there is one."""
+        self.ctx.student_step(loss, step)
+        if self.head is not None:
+            if self.ctx.clip_grad:
+                nn.utils.clip_grad_norm_(self.head_module.parameters(), self.ctx.clip_grad)
+            self.head_scheduler.step_update(step)  # the student's lr of this step (the head skips the warm-up)
+            self.head_optimizer.step()
+            self.head_optimizer.zero_grad(set_to_none=True)
 
     def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int, boxes=None):
         if self.warming_up(step):
@@ -204,16 +235,22 @@ class FixMatch(Supervised):
         loss_l = F.cross_entropy(logits[:n].float(), y_l)
         loss_u = self.labeler.loss(logits[-ns:], y_hat, mask)
         loss = loss_l + self.unlabeled_weight(step) * loss_u
-        self.ctx.student_step(loss, step)
+        self.step_student(loss, step)
         return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
                 "mask_rate": float(mask.mean())}
 
     def state_dict(self):
-        return {"labeler": self.labeler.state_dict(), "started": self.started}
+        head = ({"pseudo_head": self.head_module.state_dict(), "head_optimizer": self.head_optimizer.state_dict(),
+                 "head_scheduler": self.head_scheduler.state_dict()} if self.head is not None else {})
+        return {"labeler": self.labeler.state_dict(), "started": self.started, **head}
 
     def load_state_dict(self, state):
         self.labeler.load_state_dict(state["labeler"])
         self.started = bool(state.get("started", True))
+        if self.head is not None:
+            self.head_module.load_state_dict(state["pseudo_head"])
+            self.head_optimizer.load_state_dict(state["head_optimizer"])
+            self.head_scheduler.load_state_dict(state["head_scheduler"])
 
 
 def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
@@ -291,7 +328,7 @@ class FeedbackTeacher(FixMatch):
         loss_l = F.cross_entropy(s_logits[:x_l.shape[0]].float(), y_l)
         loss_u = self.labeler.loss(s_logits[-u_s.shape[0]:], y_hat, mask)
         loss = self.cfg.student_labeled_weight * loss_l + self.unlabeled_weight(step) * loss_u
-        self.ctx.student_step(loss, step)
+        self.step_student(loss, step)
         with buffers_as(self.ctx.student, before):  # the normalisation state of ce_old: h sees the weights only
             ce_new = self._labeled_ce(x_h, y_h)
         h = float(all_reduce_mean(feedback_signal(ce_old, ce_new)))

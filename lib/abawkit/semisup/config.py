@@ -71,6 +71,10 @@ class SemiSupConfig:
     """m of the moving marginal of the teacher's predictions (None: follows the run, 1 - 1/tc with a time
     constant tc = max(10, unlabeled steps / 10) steps, at most 0.999; DebiasPL's 0.999 suits long runs, its
     low-label script uses 0.99)"""
+    pseudo_head: bool = False
+    """the student learns the pseudo-labels through a pseudo head, an MLP on the shared embedding, instead of its
+    classifier, which then learns from labels only (DST's decoupled head, Chen et al. 2022): the classifier that
+    predicts, and as the EMA teacher labels, does not fit its own pseudo-labels' errors"""
     ema_decay: float = 0.999
     """EMA of the student: the fixmatch teacher and the evaluated model"""
     lambda_u: float = 1.0

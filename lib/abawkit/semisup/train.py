@@ -158,10 +158,11 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module):
     the lr of layer i of L by layer_decay^(L-1-i) (layer-wise decay of BEiT/MAE fine-tuning; None: off)."""
     from timm.optim import create_optimizer_v2
 
-    # A FrameModel's parameters are all its timm network's, which carries group_matcher and no_weight_decay.
-    net = model.backbone if isinstance(model, FrameModel) else model
-    return create_optimizer_v2(net, opt=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               layer_decay=cfg.layer_decay)
+    # A FrameModel's parameters are all its timm network's, which carries group_matcher and no_weight_decay; any
+    # other module (the pseudo head) has no layers to decay.
+    frame = isinstance(model, FrameModel)
+    return create_optimizer_v2(model.backbone if frame else model, opt=cfg.optimizer, lr=cfg.lr,
+                               weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay if frame else None)
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
