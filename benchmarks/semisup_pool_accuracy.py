@@ -7,7 +7,8 @@ Then the same per source of the pool (the Train_Set frames, the renders): accura
 labels with a confidence of at least --keep (FixMatch's threshold, the default's floor) and how many of those are
 right, the images it calls Disgust and Neutral against their true counts; and the pool's class shares: true, the
 model's mean prediction, and what EM (Saerens et al., 2002: the prior under which the model's posteriors, trained
-class-uniform, are consistent) estimates from them. The demo's classes are used only for this measurement.
+class-uniform, are consistent) estimates from them; with --classes, the confusion rows of those classes on the pool
+(where each model sends the pool's images of that class). The demo's classes are used only for this measurement.
 
     PYTHONPATH=lib python benchmarks/semisup_pool_accuracy.py --out benchmarks/out/semisup_pc4L_a --per-class 4
     PYTHONPATH=lib python benchmarks/semisup_pool_accuracy.py --out benchmarks/out/semisup_pc4L_a --per-class 4 \
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--keep", type=float, default=0.95,
                     help="the confidence a pseudo-label is kept at in the per-source table (default: 0.95)")
+    ap.add_argument("--classes", nargs="+", default=[], metavar="CLASS",
+                    help="also print these classes' confusion rows on the pool, e.g. Neutral Happiness")
     args = ap.parse_args()
 
     import torch
@@ -66,7 +69,10 @@ def main() -> None:
     source = np.where(pool["path"].isin(list(aligned)), "renders", "Train_Set frames")
     shares = {**{f"true: {name}": class_shares(pool["label"][source == name]) for name in SOURCES},
               "true: the pool": class_shares(pool["label"])}
-    rows, by_source = [], []
+    for name in args.classes:
+        if name not in CLASSES:
+            ap.error(f"--classes {name}: expected class names among {', '.join(CLASSES)}")
+    rows, by_source, confusion = [], [], []
     for run in sorted(Path(r) for r in (args.runs or (out / "runs").glob("*"))):
         if not (run / "last.pt").is_file():
             print(f"{run}: no last.pt yet (still training?), skipped")
@@ -82,12 +88,19 @@ def main() -> None:
         print(rows[-1], flush=True)
         by_source += [{"run": run.name, **source_row(name, pool_probs[source == name], pool_y[source == name],
                                                      args.keep)} for name in SOURCES]
+        confusion += [{"run": run.name, "true": name, "images": int((pool_y == CLASSES.index(name)).sum()),
+                       **dict(zip(CLASSES, np.bincount(pool_pred[pool_y == CLASSES.index(name)],
+                                                       minlength=len(CLASSES)).tolist()))}
+                      for name in args.classes]
         shares[f"{run.name}: mean prediction"] = pool_probs.mean(0)
         shares[f"{run.name}: EM estimate"] = em_prior(pool_probs)
     print(f"\npool: {len(pool)} images of known class\n" + pd.DataFrame(rows).round(3).to_string(index=False))
     print(f"\nper source of the pool (kept: confidence >= {args.keep})\n"
           + pd.DataFrame(by_source).round(3).to_string(index=False))
     print("\nthe pool's class shares\n" + pd.DataFrame(shares, index=CLASSES).T.round(3).to_string())
+    if confusion:
+        print("\nwhere the pool's images of each class go (last checkpoints)\n"
+              + pd.DataFrame(confusion).to_string(index=False))
 
 
 def source_row(name: str, probs: np.ndarray, y: np.ndarray, keep: float) -> dict:
