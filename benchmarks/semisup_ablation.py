@@ -23,7 +23,7 @@ LFW faces, another crop and partly another domain).
 Three diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
 the demo's classes of the pool), with DebiasPL's strength 1, and without its adaptive margin; two train FixMatch and the default on the Train_Set
 frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?",
-"The renders left out", "DebiasPL's two parts").
+"The renders left out", "DebiasPL's two parts"); one gives the default's student DST's pseudo head ("A pseudo head"), one masks out its pseudo-labels Other ("Other").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -52,6 +52,7 @@ FIXMATCH_FRAMES = "fixmatch, Train_Set frames only"
 DEFAULT_FRAMES = "full, label prior, floor 0.95, Train_Set frames only"
 NO_MARGIN = "full, label prior, floor 0.95, no adaptive margin"
 PSEUDO_HEAD = "full, label prior, floor 0.95, DST pseudo head"
+NO_OTHER = "full, label prior, floor 0.95, no Other pseudo-labels"
 #: which unlabeled pool a row trains on: the Train_Set frames and the renders as stage 01 aligned them (every row but
 #: those below), the raw renders and LFW faces instead of the aligned ones, or the Train_Set frames alone
 ALIGNED, RAW, FRAMES = "aligned", "raw", "frames"
@@ -113,6 +114,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # alone (Chen et al., 2022): against the draws where self-training carries the classifier's own errors further
     # (docs/semisup.md, "A pseudo head")
     PSEUDO_HEAD: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_head": True}, {}, ALIGNED),
+    # the default that never learns a pseudo-label Other, the catch-all class (docs/semisup.md, "Other")
+    NO_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_exclude": ("Other",)}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
     # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders
     # left out")
@@ -125,7 +128,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the row each "- X" row switches a correction off from (and the three rows that change the default's debiasing;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD], DEFAULT),
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER],
+                                 DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
 #: what runs.csv keeps of each class on validation and test (<part>_<kind>_<class>): F1, predicted and true frames

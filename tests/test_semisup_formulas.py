@@ -252,3 +252,20 @@ def test_the_label_prior_is_the_labeled_frames_smoothed_class_shares_unless_a_pr
     assert given.with_label_prior([5, 0, 3, 0]) == given  # an explicit prior wins
     for off in (preset("full", debias_prior_from_labels=False), preset("fixmatch"), preset("supervised")):
         assert off.with_label_prior([5, 0, 3, 0]).debias_prior == ()
+
+
+def test_an_excluded_class_never_passes_the_mask_and_the_others_are_unchanged():
+    from abawkit.labels import CLASSES
+    from abawkit.semisup.config import preset
+
+    n, other = len(CLASSES), CLASSES.index("Other")
+    z = torch.full((n, n), -10.0)
+    z[torch.arange(n), torch.arange(n)] = 10.0  # row c: a sure pseudo-label c
+    plain = PseudoLabeler(preset("fixmatch"), n, n)(z)[1]
+    y_hat, mask, _ = PseudoLabeler(preset("fixmatch", pseudo_label_exclude=("Other",)), n, n)(z)
+    kept = torch.arange(n) != other
+    assert plain.tolist() == [1.0] * n
+    assert mask[other] == 0 and y_hat[other] == other
+    assert torch.equal(mask[kept], plain[kept])
+    with pytest.raises(ValueError, match="Others"):
+        preset("fixmatch", pseudo_label_exclude=("Others",))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..labels import CLASSES
 from .config import SemiSupConfig
 from .debias import DebiasedPseudoLabels
 from .distributed import all_reduce_mean
@@ -67,8 +68,9 @@ def buffers_as(module: nn.Module, state: dict[str, torch.Tensor]):
 class PseudoLabeler:
     """Teacher logits of weak views -> (pseudo-labels, mask, confidence): debiased q = softmax(z_w - tau_d log
     p_hat) (DebiasPL) or plain softmax, then the threshold. With debiasing the threshold sees the debiased
-    probabilities: max_c q(c) is the confidence that enters the mask. ``loss`` is the masked student loss on
-    strong views: DebiasPL's adaptive margin with debiasing (unless ``debias_margin`` is off), else CE."""
+    probabilities: max_c q(c) is the confidence that enters the mask; a pseudo-label of a class in
+    ``pseudo_label_exclude`` is masked out whatever its confidence. ``loss`` is the masked student loss on strong
+    views: DebiasPL's adaptive margin with debiasing (unless ``debias_margin`` is off), else CE."""
 
     def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int, unlabeled_steps: int = 0):
         self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
@@ -77,6 +79,7 @@ class PseudoLabeler:
                                            cfg.debias_prior)
                        if cfg.debias else None)
         self.margin = cfg.debias_margin
+        self.excluded = torch.tensor([CLASSES.index(c) for c in cfg.pseudo_label_exclude], dtype=torch.long)
 
     def initialise(self, z_w: torch.Tensor) -> None:
         """Start the debiasing marginal and the self-adaptive threshold from the teacher's logits ``z_w`` (N, C)
@@ -97,6 +100,8 @@ class PseudoLabeler:
         q = self.debias(z_w) if self.debias is not None else torch.softmax(z_w, dim=1)
         mask = self.threshold.mask(q, idx)
         conf, y_hat = q.max(dim=1)
+        if len(self.excluded):
+            mask = mask * ~torch.isin(y_hat, self.excluded.to(y_hat.device))
         return y_hat, mask, conf
 
     def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

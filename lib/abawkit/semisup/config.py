@@ -71,6 +71,9 @@ class SemiSupConfig:
     """m of the moving marginal of the teacher's predictions (None: follows the run, 1 - 1/tc with a time
     constant tc = max(10, unlabeled steps / 10) steps, at most 0.999; DebiasPL's 0.999 suits long runs, its
     low-label script uses 0.99)"""
+    pseudo_label_exclude: tuple[str, ...] = ()
+    """classes whose pseudo-labels the student never learns (masked out whatever their confidence), e.g. Other,
+    Aff-Wild2's catch-all of faces showing none of the seven expressions (ours; docs/semisup.md, "Other")"""
     pseudo_head: bool = False
     """the student learns the pseudo-labels through a pseudo head, an MLP on the shared embedding, instead of its
     classifier, which then learns from labels only (DST's decoupled head, Chen et al. 2022): the classifier that
@@ -112,6 +115,11 @@ class SemiSupConfig:
         if self.init_images < 1 or (self.lambda_u_ramp is not None and self.lambda_u_ramp < 0):
             raise ValueError(f"init_images ({self.init_images}) must be >= 1 and lambda_u_ramp "
                              f"({self.lambda_u_ramp}) >= 0 steps or None")
+        from ..labels import CLASSES
+
+        unknown = [c for c in self.pseudo_label_exclude if c not in CLASSES]
+        if unknown:
+            raise ValueError(f"pseudo_label_exclude {unknown}: expected class names among {', '.join(CLASSES)}")
         if self.h_batch not in ("separate", "same"):
             raise ValueError(f"h_batch {self.h_batch!r}: expected separate or same")
         for name in ("tau", "threshold_momentum", "debias_momentum", "ema_decay", "threshold_floor",
