@@ -23,7 +23,8 @@ LFW faces, another crop and partly another domain).
 Three diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
 the demo's classes of the pool), with DebiasPL's strength 1, and without its adaptive margin; two train FixMatch and the default on the Train_Set
 frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?",
-"The renders left out", "DebiasPL's two parts"); one gives the default's student DST's pseudo head ("A pseudo head"), one masks out its pseudo-labels Other ("Other").
+"The renders left out", "DebiasPL's two parts"); one gives the default's student DST's pseudo head ("A pseudo
+head"), one masks out its pseudo-labels Other ("Other").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -111,10 +112,11 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # DebiasPL's two parts costs on validation (docs/semisup.md, "DebiasPL's two parts")
     NO_MARGIN: ("full", {**DEFAULT_WITH_PRIOR, "debias_margin": False}, {}, ALIGNED),
     # the default whose student learns the pseudo-labels through DST's pseudo head, its classifier from the labels
-    # alone (Chen et al., 2022): against the draws where self-training carries the classifier's own errors further
-    # (docs/semisup.md, "A pseudo head")
+    # alone (Chen et al., 2022): tried against the draws where self-training drifts from supervised training; it does
+    # not help there, the drift is in the shared network (docs/semisup.md, "A pseudo head")
     PSEUDO_HEAD: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_head": True}, {}, ALIGNED),
-    # the default that never learns a pseudo-label Other, the catch-all class (docs/semisup.md, "Other")
+    # the default that never learns a pseudo-label Other, the catch-all class: lifts those draws, costs a little on
+    # the others' test subjects (docs/semisup.md, "Other")
     NO_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_exclude": ("Other",)}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
     # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders

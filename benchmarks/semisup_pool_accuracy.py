@@ -56,6 +56,9 @@ def main() -> None:
     from abawkit.metrics import macro_f1
     from abawkit.semisup.train import predict
 
+    for name in args.classes:
+        if name not in CLASSES:
+            ap.error(f"--classes {name}: expected class names among {', '.join(CLASSES)}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     _, _, truth = few_label_split(args.manifest, args.crops, out, args.per_class)
@@ -69,9 +72,6 @@ def main() -> None:
     source = np.where(pool["path"].isin(list(aligned)), "renders", "Train_Set frames")
     shares = {**{f"true: {name}": class_shares(pool["label"][source == name]) for name in SOURCES},
               "true: the pool": class_shares(pool["label"])}
-    for name in args.classes:
-        if name not in CLASSES:
-            ap.error(f"--classes {name}: expected class names among {', '.join(CLASSES)}")
     rows, by_source, confusion = [], [], []
     for run in sorted(Path(r) for r in (args.runs or (out / "runs").glob("*"))):
         if not (run / "last.pt").is_file():
