@@ -53,7 +53,7 @@ def main() -> None:
 
     from abawkit.frame_model import load_frame_model
     from abawkit.labels import CLASSES
-    from abawkit.metrics import macro_f1
+    from abawkit.metrics import f1_report, macro_f1
     from abawkit.semisup.train import predict
 
     for name in args.classes:
@@ -81,17 +81,16 @@ def main() -> None:
         pool_probs, pool_y = predict(model, pool, model.config, device)
         val_probs, val_y = predict(model, val, model.config, device)
         pool_pred, val_pred = pool_probs.argmax(1), val_probs.argmax(1)
+        on_pool = f1_report(pool_y, pool_pred)
         rows.append({"run": run.name, "pool_accuracy": float(np.mean(pool_pred == pool_y)),
-                     "pool_macro_f1": macro_f1(pool_y, pool_pred), "val_macro_f1": macro_f1(val_y, val_pred),
+                     "pool_macro_f1": on_pool.macro_f1, "val_macro_f1": macro_f1(val_y, val_pred),
                      "val_neutral_predicted": int((val_pred == neutral).sum()),
                      "val_neutral_true": int((val_y == neutral).sum())})
         print(rows[-1], flush=True)
         by_source += [{"run": run.name, **source_row(name, pool_probs[source == name], pool_y[source == name],
                                                      args.keep)} for name in SOURCES]
-        confusion += [{"run": run.name, "true": name, "images": int((pool_y == CLASSES.index(name)).sum()),
-                       **dict(zip(CLASSES, np.bincount(pool_pred[pool_y == CLASSES.index(name)],
-                                                       minlength=len(CLASSES)).tolist()))}
-                      for name in args.classes]
+        confusion += [{"run": run.name, "true": name, "images": int(row.sum()), **dict(zip(CLASSES, row.tolist()))}
+                      for name, row in zip(args.classes, on_pool.confusion[[CLASSES.index(c) for c in args.classes]])]
         shares[f"{run.name}: mean prediction"] = pool_probs.mean(0)
         shares[f"{run.name}: EM estimate"] = em_prior(pool_probs)
     print(f"\npool: {len(pool)} images of known class\n" + pd.DataFrame(rows).round(3).to_string(index=False))
