@@ -54,6 +54,7 @@ DEFAULT_FRAMES = "full, label prior, floor 0.95, Train_Set frames only"
 NO_MARGIN = "full, label prior, floor 0.95, no adaptive margin"
 PSEUDO_HEAD = "full, label prior, floor 0.95, DST pseudo head"
 NO_OTHER = "full, label prior, floor 0.95, no Other pseudo-labels"
+STRICT_OTHER = "full, label prior, floor 0.95, Other from 0.99"
 #: which unlabeled pool a row trains on: the Train_Set frames and the renders as stage 01 aligned them (every row but
 #: those below), the raw renders and LFW faces instead of the aligned ones, or the Train_Set frames alone
 ALIGNED, RAW, FRAMES = "aligned", "raw", "frames"
@@ -118,6 +119,10 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # the default that never learns a pseudo-label Other, the catch-all class: lifts those draws, costs a little on
     # the others' test subjects (docs/semisup.md, "Other")
     NO_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_exclude": ("Other",)}, {}, ALIGNED),
+    # between the two: a pseudo-label Other only when the teacher is sure of it (docs/semisup.md, "Other, kept only
+    # when sure")
+    STRICT_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_strict": ("Other",),
+                            "pseudo_label_strict_floor": 0.99}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
     # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders
     # left out")
@@ -130,7 +135,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the row each "- X" row switches a correction off from (and the three rows that change the default's debiasing;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER],
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER,
+                                  STRICT_OTHER],
                                  DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")

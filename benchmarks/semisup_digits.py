@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from semisup_ablation import ALIGNED, NO_OTHER, VARIANTS, run_ablation  # noqa: E402
+from semisup_ablation import ALIGNED, NO_OTHER, STRICT_OTHER, VARIANTS, run_ablation  # noqa: E402
 
 #: Share of each class's remaining digits kept in the unlabeled pool (classes 2 and 3 rarest).
 POOL_SHARES = (1.0, 0.7, 0.1, 0.12, 0.5, 0.35, 0.25, 0.18)
 #: the ablation's rows on the aligned pool, but colour (grey digits) and Other's pseudo-labels (digit 7 here)
-ROWS = [name for name, v in VARIANTS.items() if v[3] == ALIGNED and "colour" not in name and name != NO_OTHER]
+ROWS = [name for name, v in VARIANTS.items()
+        if v[3] == ALIGNED and "colour" not in name and name not in (NO_OTHER, STRICT_OTHER)]
 
 
 def write_digits(out: Path, per_class: int, seed: int = 0) -> tuple[Path, pd.DataFrame, Path, dict[str, int]]:

@@ -269,3 +269,24 @@ def test_an_excluded_class_never_passes_the_mask_and_the_others_are_unchanged():
     assert torch.equal(mask[kept], plain[kept])
     with pytest.raises(ValueError, match="Others"):
         preset("fixmatch", pseudo_label_exclude=("Others",))
+
+
+def test_a_strict_class_needs_its_floor_and_the_others_keep_the_threshold():
+    from abawkit.labels import CLASSES
+    from abawkit.semisup.config import preset
+
+    n, other, anger = len(CLASSES), CLASSES.index("Other"), CLASSES.index("Anger")
+    logit = torch.tensor([4.5, 5.5, 7.5])  # confidence ~0.93, ~0.97, ~0.996 against seven logits of 0
+    z = torch.zeros(6, n)
+    z[:3, other], z[3:, anger] = logit, logit
+    cfg = preset("fixmatch", pseudo_label_strict=("Other",), pseudo_label_strict_floor=0.99)
+    y_hat, mask, conf = PseudoLabeler(cfg, n, 6)(z)
+    plain = PseudoLabeler(preset("fixmatch"), n, 6)(z)[1]
+    assert y_hat.tolist() == [other] * 3 + [anger] * 3
+    assert plain.tolist() == [0.0, 1.0, 1.0] * 2  # FixMatch's 0.95 alone
+    assert mask.tolist() == [0.0, 0.0, 1.0, 0.0, 1.0, 1.0]  # Other from 0.99, Anger from 0.95 as before
+    assert conf[1] > 0.95 > conf[0] and conf[2] > 0.99
+    with pytest.raises(ValueError, match="pseudo_label_strict_floor"):
+        preset("fixmatch", pseudo_label_strict_floor=1.5)
+    with pytest.raises(ValueError, match="Others"):
+        preset("fixmatch", pseudo_label_strict=("Others",))

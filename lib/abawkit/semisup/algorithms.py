@@ -69,7 +69,8 @@ class PseudoLabeler:
     """Teacher logits of weak views -> (pseudo-labels, mask, confidence): debiased q = softmax(z_w - tau_d log
     p_hat) (DebiasPL) or plain softmax, then the threshold. With debiasing the threshold sees the debiased
     probabilities: max_c q(c) is the confidence that enters the mask; a pseudo-label of a class in
-    ``pseudo_label_exclude`` is masked out whatever its confidence. ``loss`` is the masked student loss on strong
+    ``pseudo_label_exclude`` is masked out whatever its confidence, one of a class in ``pseudo_label_strict`` below
+    ``pseudo_label_strict_floor``. ``loss`` is the masked student loss on strong
     views: DebiasPL's adaptive margin with debiasing (unless ``debias_margin`` is off), else CE."""
 
     def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int, unlabeled_steps: int = 0):
@@ -80,6 +81,8 @@ class PseudoLabeler:
                        if cfg.debias else None)
         self.margin = cfg.debias_margin
         self.excluded = torch.tensor([CLASSES.index(c) for c in cfg.pseudo_label_exclude], dtype=torch.long)
+        self.strict = torch.tensor([CLASSES.index(c) for c in cfg.pseudo_label_strict], dtype=torch.long)
+        self.strict_floor = cfg.pseudo_label_strict_floor
 
     def initialise(self, z_w: torch.Tensor) -> None:
         """Start the debiasing marginal and the self-adaptive threshold from the teacher's logits ``z_w`` (N, C)
@@ -102,6 +105,8 @@ class PseudoLabeler:
         conf, y_hat = q.max(dim=1)
         if len(self.excluded):
             mask = mask * ~torch.isin(y_hat, self.excluded.to(y_hat.device))
+        if len(self.strict):
+            mask = mask * ~(torch.isin(y_hat, self.strict.to(y_hat.device)) & (conf < self.strict_floor))
         return y_hat, mask, conf
 
     def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

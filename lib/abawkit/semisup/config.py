@@ -74,6 +74,12 @@ class SemiSupConfig:
     pseudo_label_exclude: tuple[str, ...] = ()
     """classes whose pseudo-labels the student never learns (masked out whatever their confidence), e.g. Other,
     Aff-Wild2's catch-all of faces showing none of the seven expressions (ours; docs/semisup.md, "Other")"""
+    pseudo_label_strict: tuple[str, ...] = ()
+    """classes whose pseudo-labels the student learns only at a confidence of at least pseudo_label_strict_floor,
+    whatever the threshold allows the other classes, e.g. Other (ours; docs/semisup.md, "Other, kept only when
+    sure")"""
+    pseudo_label_strict_floor: float = 0.99
+    """the confidence a pseudo-label of a pseudo_label_strict class needs"""
     pseudo_head: bool = False
     """the student learns the pseudo-labels through a pseudo head, an MLP on the shared embedding, instead of its
     classifier, which then learns from labels only (DST's decoupled head, Chen et al. 2022): the classifier that
@@ -117,13 +123,14 @@ class SemiSupConfig:
                              f"({self.lambda_u_ramp}) >= 0 steps or None")
         from ..labels import CLASSES
 
-        unknown = [c for c in self.pseudo_label_exclude if c not in CLASSES]
-        if unknown:
-            raise ValueError(f"pseudo_label_exclude {unknown}: expected class names among {', '.join(CLASSES)}")
+        for name in ("pseudo_label_exclude", "pseudo_label_strict"):
+            unknown = [c for c in getattr(self, name) if c not in CLASSES]
+            if unknown:
+                raise ValueError(f"{name} {unknown}: expected class names among {', '.join(CLASSES)}")
         if self.h_batch not in ("separate", "same"):
             raise ValueError(f"h_batch {self.h_batch!r}: expected separate or same")
         for name in ("tau", "threshold_momentum", "debias_momentum", "ema_decay", "threshold_floor",
-                     "feedback_baseline"):
+                     "feedback_baseline", "pseudo_label_strict_floor"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a value in [0, 1]")
 
