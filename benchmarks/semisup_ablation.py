@@ -119,8 +119,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # the default that never learns a pseudo-label Other, the catch-all class: lifts those draws, costs a little on
     # the others' test subjects (docs/semisup.md, "Other")
     NO_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_exclude": ("Other",)}, {}, ALIGNED),
-    # between the two: a pseudo-label Other only when the teacher is sure of it (docs/semisup.md, "Other, kept only
-    # when sure")
+    # between the two: a pseudo-label Other only when the teacher is sure of it; the best row on validation, level
+    # with the default on val + test (docs/semisup.md, "Other, kept only when sure")
     STRICT_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_strict": ("Other",),
                             "pseudo_label_strict_floor": 0.99}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
@@ -132,7 +132,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # class the demo knows, with their true labels (what perfect pseudo-labels at mask rate 1 would give).
     ORACLE: ("supervised", {}, {}, ALIGNED),
 }
-#: the row each "- X" row switches a correction off from (and the three rows that change the default's debiasing;
+#: the row each "- X" row switches a correction off from (and the rows that change one part of the default;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
                  **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER,

@@ -70,8 +70,8 @@ class PseudoLabeler:
     p_hat) (DebiasPL) or plain softmax, then the threshold. With debiasing the threshold sees the debiased
     probabilities: max_c q(c) is the confidence that enters the mask; a pseudo-label of a class in
     ``pseudo_label_exclude`` is masked out whatever its confidence, one of a class in ``pseudo_label_strict`` below
-    ``pseudo_label_strict_floor``. ``loss`` is the masked student loss on strong
-    views: DebiasPL's adaptive margin with debiasing (unless ``debias_margin`` is off), else CE."""
+    ``pseudo_label_strict_floor``. ``loss`` is the masked student loss on strong views: DebiasPL's adaptive margin
+    with debiasing (unless ``debias_margin`` is off), else CE."""
 
     def __init__(self, cfg: SemiSupConfig, num_classes: int, n_unlabeled: int, unlabeled_steps: int = 0):
         self.threshold: Threshold = make_threshold(cfg.threshold, num_classes, n_unlabeled, cfg.tau,
