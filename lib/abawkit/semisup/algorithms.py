@@ -80,9 +80,10 @@ class PseudoLabeler:
                                            cfg.debias_prior)
                        if cfg.debias else None)
         self.margin = cfg.debias_margin
-        self.excluded = torch.tensor([CLASSES.index(c) for c in cfg.pseudo_label_exclude], dtype=torch.long)
-        self.strict = torch.tensor([CLASSES.index(c) for c in cfg.pseudo_label_strict], dtype=torch.long)
-        self.strict_floor = cfg.pseudo_label_strict_floor
+        # the confidence each class's pseudo-labels need on top of the threshold: 0, the strict floor, or never
+        self.class_floor = torch.zeros(num_classes)
+        self.class_floor[[CLASSES.index(c) for c in cfg.pseudo_label_strict]] = cfg.pseudo_label_strict_floor
+        self.class_floor[[CLASSES.index(c) for c in cfg.pseudo_label_exclude]] = float("inf")
 
     def initialise(self, z_w: torch.Tensor) -> None:
         """Start the debiasing marginal and the self-adaptive threshold from the teacher's logits ``z_w`` (N, C)
@@ -103,10 +104,8 @@ class PseudoLabeler:
         q = self.debias(z_w) if self.debias is not None else torch.softmax(z_w, dim=1)
         mask = self.threshold.mask(q, idx)
         conf, y_hat = q.max(dim=1)
-        if len(self.excluded):
-            mask = mask * ~torch.isin(y_hat, self.excluded.to(y_hat.device))
-        if len(self.strict):
-            mask = mask * ~(torch.isin(y_hat, self.strict.to(y_hat.device)) & (conf < self.strict_floor))
+        if self.class_floor.any():
+            mask = mask * (conf >= self.class_floor.to(conf.device)[y_hat])
         return y_hat, mask, conf
 
     def loss(self, z_s: torch.Tensor, y_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
