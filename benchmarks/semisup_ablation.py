@@ -21,10 +21,11 @@ stage 01's crops, `--crops`) and the demo's unlabeled faces as stage 01 aligned 
 LFW faces, another crop and partly another domain).
 
 Three diagnostic rows change the default's debiasing: towards the pool's true class shares (like the oracle, it uses
-the demo's classes of the pool), with DebiasPL's strength 1, and without its adaptive margin; two train FixMatch and the default on the Train_Set
-frames alone, the renders left out: a pool whose class shares are the labels' (docs/semisup.md, "Which prior?",
-"The renders left out", "DebiasPL's two parts"); one gives the default's student DST's pseudo head ("A pseudo
-head"), one masks out its pseudo-labels Other ("Other").
+the demo's classes of the pool), with DebiasPL's strength 1, and without its adaptive margin; two train FixMatch
+and the default on the Train_Set frames alone, the renders left out: a pool whose class shares are the labels'
+(docs/semisup.md, "Which prior?", "The renders left out", "DebiasPL's two parts"); one gives the default's student
+DST's pseudo head ("A pseudo head"), one masks out its pseudo-labels Other ("Other"), one keeps them only from a
+confidence of 0.99 ("Other, kept only when sure").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -135,8 +136,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the row each "- X" row switches a correction off from (and the rows that change one part of the default;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER,
-                                  STRICT_OTHER],
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER, STRICT_OTHER],
                                  DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
