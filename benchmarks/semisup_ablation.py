@@ -25,7 +25,7 @@ the demo's classes of the pool), with DebiasPL's strength 1, and without its ada
 and the default on the Train_Set frames alone, the renders left out: a pool whose class shares are the labels'
 (docs/semisup.md, "Which prior?", "The renders left out", "DebiasPL's two parts"); one gives the default's student
 DST's pseudo head ("A pseudo head"), one masks out its pseudo-labels Other ("Other"), one keeps them only from a
-confidence of 0.99 ("Other, kept only when sure").
+confidence of 0.99 ("Other, kept only when sure"), one adds DST's worst-case head ("A worst-case head").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -56,6 +56,7 @@ NO_MARGIN = "full, label prior, floor 0.95, no adaptive margin"
 PSEUDO_HEAD = "full, label prior, floor 0.95, DST pseudo head"
 NO_OTHER = "full, label prior, floor 0.95, no Other pseudo-labels"
 STRICT_OTHER = "full, label prior, floor 0.95, Other from 0.99"
+WORST_CASE = "full, label prior, floor 0.95, DST worst-case head"
 #: which unlabeled pool a row trains on: the Train_Set frames and the renders as stage 01 aligned them (every row but
 #: those below), the raw renders and LFW faces instead of the aligned ones, or the Train_Set frames alone
 ALIGNED, RAW, FRAMES = "aligned", "raw", "frames"
@@ -124,6 +125,10 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # with the default on val + test (docs/semisup.md, "Other, kept only when sure")
     STRICT_OTHER: ("full", {**DEFAULT_WITH_PRIOR, "pseudo_label_strict": ("Other",),
                             "pseudo_label_strict_floor": 0.99}, {}, ALIGNED),
+    # the default with DST's worst-case head playing against the shared network through a gradient reversal layer:
+    # the part of DST that acts on the embedding, where the drift the pseudo head left is (docs/semisup.md, "A
+    # worst-case head")
+    WORST_CASE: ("full", {**DEFAULT_WITH_PRIOR, "worst_case_head": True}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
     # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders
     # left out")
@@ -136,7 +141,8 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the row each "- X" row switches a correction off from (and the rows that change one part of the default;
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
-                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER, STRICT_OTHER],
+                 **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER, STRICT_OTHER,
+                                  WORST_CASE],
                                  DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")

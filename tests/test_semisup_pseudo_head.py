@@ -28,7 +28,7 @@ def gradients(pseudo_head: bool, y_hat: torch.Tensor) -> tuple[torch.Tensor, tor
     g = torch.Generator().manual_seed(1)
     x_l, y_l = torch.rand(8, 3, 32, 32, generator=g), torch.arange(8)
     u_w = torch.rand(16, 3, 32, 32, generator=g)
-    logits = algo.student_logits(x_l, u_w, u_w.flip(3))
+    logits, _ = algo.student_logits(x_l, u_w, u_w.flip(3))
     loss = F.cross_entropy(logits[:8], y_l) + algo.labeler.loss(logits[-16:], y_hat, torch.ones(16))
     loss.backward()
     net = ctx.student.backbone
@@ -47,13 +47,13 @@ def test_pseudo_labels_reach_the_classifier_only_without_a_pseudo_head(pseudo_he
 def test_the_pseudo_head_learns_and_comes_back_on_resume():
     ctx = tiny_context(seed=0, student=frame_student)
     algo = FixMatch(preset("fixmatch", pseudo_head=True, tau=0.0, lambda_u_ramp=0), ctx, C, 16)
-    before = [p.clone() for p in algo.head_module.parameters()]
+    before = [p.clone() for p in algo.head.module.parameters()]
     g = torch.Generator().manual_seed(2)
     x_l, u = torch.rand(8, 3, 32, 32, generator=g), torch.rand(16, 3, 32, 32, generator=g)
     algo.train_step(x_l, torch.arange(8), u, u.flip(3), torch.arange(16), step=50)  # past the lr warm-up
-    assert any(not torch.equal(a, b) for a, b in zip(before, algo.head_module.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.head.module.parameters()))
     again = FixMatch(preset("fixmatch", pseudo_head=True), tiny_context(seed=5, student=frame_student), C, 16)
     again.load_state_dict(algo.state_dict())
-    for a, b in zip(algo.head_module.parameters(), again.head_module.parameters()):
+    for a, b in zip(algo.head.module.parameters(), again.head.module.parameters()):
         assert torch.equal(a, b)
-    assert again.head_optimizer.state_dict()["state"]  # the optimizer's moments came along
+    assert again.head.optimizer.state_dict()["state"]  # the optimizer's moments came along

@@ -124,10 +124,72 @@ class PseudoLabeler:
 
 
 def pseudo_head(embed_dim: int, num_classes: int) -> nn.Module:
-    """DST's pseudo head (Chen et al., 2022, as in the authors' code): Linear(d, 2d), ReLU, dropout 0.5,
-    Linear(2d, C) on the student's embedding. It learns the pseudo-labels; the classifier learns the labels."""
+    """DST's head (Chen et al., 2022, as in the authors' code; the pseudo head and the worst-case head alike):
+    Linear(d, 2d), ReLU, dropout 0.5, Linear(2d, C) on the student's embedding."""
     width = 2 * embed_dim
     return nn.Sequential(nn.Linear(embed_dim, width), nn.ReLU(), nn.Dropout(0.5), nn.Linear(width, num_classes))
+
+
+class ExtraHead:
+    """A head on the student's embedding with its own optimizer and the student's schedule (DST's heads)."""
+
+    def __init__(self, ctx: Context, embed_dim: int, num_classes: int, device: torch.device):
+        self.ctx = ctx
+        self.module = pseudo_head(embed_dim, num_classes).to(device)
+        self.net = ctx.wrap(self.module)
+        self.optimizer = ctx.make_optimizer(self.module)
+        self.scheduler = ctx.make_scheduler(self.optimizer)
+
+    def __call__(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.net(emb)
+
+    def step(self, step: int) -> None:
+        if self.ctx.clip_grad:
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.ctx.clip_grad)
+        self.scheduler.step_update(step)  # the student's lr of this step (the head skips the warm-up)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient times -coeff backward (a gradient reversal layer, Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.coeff * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, coeff: float) -> torch.Tensor:
+    return _ReverseGradient.apply(x, coeff)
+
+
+#: DST's gradient reversal coefficient once warmed up (WarmStartGradientReverseLayer's hi)
+WORST_CASE_REVERSAL = 0.1
+
+
+def worst_case_loss(adv_l: torch.Tensor, pred_l: torch.Tensor, adv_u: torch.Tensor, pred_u: torch.Tensor,
+                    labeled_weight: float = 2.0) -> torch.Tensor:
+    """DST's worst-case estimation loss: eta' CE(adv_l, pred_l) - mean log(1 - softmax(adv_u)[pred_u]), the
+    worst-case head's logits ``adv_*`` against the classifier's predictions ``pred_*`` on the labeled and the
+    unlabeled views: right on the labeled frames, as wrong as it can be on the unlabeled ones."""
+    loss_l = F.cross_entropy(adv_l.float(), pred_l)
+    p_u = torch.softmax(adv_u.float(), dim=1).gather(1, pred_u[:, None]).squeeze(1)
+    loss_u = -torch.log((1.0 - p_u).clamp_min(1e-6)).mean()
+    return labeled_weight * loss_l + loss_u
 
 
 class Supervised:
@@ -162,7 +224,9 @@ class FixMatch(Supervised):
     go through the student's forward as well (USB's batch: labeled, weak, strong), so BatchNorm's statistics,
     which the EMA teacher inherits, cover the weak views it labels. With ``pseudo_head`` the strong views' logits
     are a pseudo head's on the student's embedding (DST, Chen et al., 2022; own optimizer and schedule), so the
-    student's classifier, whose EMA labels and predicts, learns from the labels only."""
+    student's classifier, whose EMA labels and predicts, learns from the labels only. With ``worst_case_head``
+    DST's worst-case head plays against the shared network through a gradient reversal layer on the labeled and
+    weak views' embeddings (``worst_case_loss``)."""
 
     uses_unlabeled = True
 
@@ -173,13 +237,11 @@ class FixMatch(Supervised):
         self.started = False
         #: (unlabeled indices, pseudo-labels, mask) of the last step, for a measurement hook (train's on_pseudo_labels)
         self.last_pseudo_labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.head = None
-        if cfg.pseudo_head:
-            student = _unwrap(ctx.student)
-            self.head_module = pseudo_head(student.embed_dim, num_classes).to(next(student.parameters()).device)
-            self.head = ctx.wrap(self.head_module)
-            self.head_optimizer = ctx.make_optimizer(self.head_module)
-            self.head_scheduler = ctx.make_scheduler(self.head_optimizer)
+        student = _unwrap(ctx.student)
+        heads = {name: ExtraHead(ctx, student.embed_dim, num_classes, next(student.parameters()).device)
+                 for name in ("pseudo_head", "worst_case_head") if getattr(cfg, name)}
+        self.head, self.worst_head = heads.get("pseudo_head"), heads.get("worst_case_head")
+        self.heads = heads
 
     def warming_up(self, step: int) -> bool:
         """True for the first ``cfg.unlabeled_warmup`` global steps: the unlabeled parts wait."""
@@ -211,26 +273,33 @@ class FixMatch(Supervised):
             self.labeler.initialise(torch.cat(logits))
         self.started = True
 
-    def student_logits(self, x_l, u_w, u_s) -> torch.Tensor:
-        """The student's logits of one forward over labeled, (weak,) strong views; the last rows are u_s's (with
-        ``pseudo_head``, the pseudo head's)."""
+    def student_logits(self, x_l, u_w, u_s, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's logits of one forward over labeled, (weak,) strong views, the last rows u_s's (with
+        ``pseudo_head``, the pseudo head's), and the worst-case loss of that forward (0 without
+        ``worst_case_head``; its reversed gradient reaches the shared network ramped like lambda_u at ``step``)."""
         parts = [x_l, u_w, u_s] if self.cfg.weak_in_student else [x_l, u_s]
+        zero = torch.zeros((), device=x_l.device)
         with self.ctx.autocast():
-            if self.head is None:
-                return self.ctx.student(torch.cat(parts))
+            if not self.heads:
+                return self.ctx.student(torch.cat(parts)), zero
             emb, logits = self.ctx.student(torch.cat(parts), with_embedding=True)
-            ns = u_s.shape[0]
-            return torch.cat([logits[:-ns], self.head(emb[-ns:]).to(logits.dtype)])
+            n, nu, ns = x_l.shape[0], u_w.shape[0], u_s.shape[0]
+            wc = zero
+            if self.worst_head is not None:
+                ramp = 1.0 if step is None or not self.cfg.lambda_u else self.unlabeled_weight(step) / self.cfg.lambda_u
+                adv = self.worst_head(reverse_gradient(emb[:n + nu], WORST_CASE_REVERSAL * ramp))
+                pred = logits[:n + nu].detach().argmax(dim=1)
+                wc = self.cfg.worst_case_weight * worst_case_loss(adv[:n], pred[:n], adv[n:], pred[n:],
+                                                                   self.cfg.worst_case_labeled_weight)
+            if self.head is not None:
+                logits = torch.cat([logits[:-ns], self.head(emb[-ns:]).to(logits.dtype)])
+            return logits, wc
 
     def step_student(self, loss: torch.Tensor, step: int) -> None:
-        """The student's step on ``loss`` (the context's), and the pseudo head's when there is one."""
+        """The student's step on ``loss`` (the context's), and its extra heads' (DST's) when there are any."""
         self.ctx.student_step(loss, step)
-        if self.head is not None:
-            if self.ctx.clip_grad:
-                nn.utils.clip_grad_norm_(self.head_module.parameters(), self.ctx.clip_grad)
-            self.head_scheduler.step_update(step)  # the student's lr of this step (the head skips the warm-up)
-            self.head_optimizer.step()
-            self.head_optimizer.zero_grad(set_to_none=True)
+        for head in self.heads.values():
+            head.step(step)
 
     def train_step(self, x_l, y_l, u_w=None, u_s=None, idx=None, x_h=None, y_h=None, *, step: int, boxes=None):
         if self.warming_up(step):
@@ -239,27 +308,24 @@ class FixMatch(Supervised):
             z_w = self.teacher()(u_w)
         y_hat, mask, _ = self.labeler(z_w, idx)
         self.last_pseudo_labels = (idx, y_hat, mask)
-        logits = self.student_logits(x_l, u_w, u_s)
+        logits, loss_wc = self.student_logits(x_l, u_w, u_s, step)
         n, ns = x_l.shape[0], u_s.shape[0]
         loss_l = F.cross_entropy(logits[:n].float(), y_l)
         loss_u = self.labeler.loss(logits[-ns:], y_hat, mask)
-        loss = loss_l + self.unlabeled_weight(step) * loss_u
+        loss = loss_l + self.unlabeled_weight(step) * loss_u + loss_wc
         self.step_student(loss, step)
         return {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(),
-                "mask_rate": float(mask.mean())}
+                "loss_wc": loss_wc.item(), "mask_rate": float(mask.mean())}
 
     def state_dict(self):
-        head = ({"pseudo_head": self.head_module.state_dict(), "head_optimizer": self.head_optimizer.state_dict(),
-                 "head_scheduler": self.head_scheduler.state_dict()} if self.head is not None else {})
-        return {"labeler": self.labeler.state_dict(), "started": self.started, **head}
+        return {"labeler": self.labeler.state_dict(), "started": self.started,
+                **{name: head.state_dict() for name, head in self.heads.items()}}
 
     def load_state_dict(self, state):
         self.labeler.load_state_dict(state["labeler"])
         self.started = bool(state.get("started", True))
-        if self.head is not None:
-            self.head_module.load_state_dict(state["pseudo_head"])
-            self.head_optimizer.load_state_dict(state["head_optimizer"])
-            self.head_scheduler.load_state_dict(state["head_scheduler"])
+        for name, head in self.heads.items():
+            head.load_state_dict(state[name])
 
 
 def feedback_signal(ce_old: torch.Tensor, ce_new: torch.Tensor) -> torch.Tensor:
@@ -333,15 +399,15 @@ class FeedbackTeacher(FixMatch):
             x_h, y_h = x_l, y_l
         before = buffers_of(self.ctx.student)
         ce_old = self._labeled_ce(x_h, y_h)
-        s_logits = self.student_logits(x_l, u_w, u_s)
+        s_logits, loss_wc = self.student_logits(x_l, u_w, u_s, step)
         loss_l = F.cross_entropy(s_logits[:x_l.shape[0]].float(), y_l)
         loss_u = self.labeler.loss(s_logits[-u_s.shape[0]:], y_hat, mask)
-        loss = self.cfg.student_labeled_weight * loss_l + self.unlabeled_weight(step) * loss_u
+        loss = self.cfg.student_labeled_weight * loss_l + self.unlabeled_weight(step) * loss_u + loss_wc
         self.step_student(loss, step)
         with buffers_as(self.ctx.student, before):  # the normalisation state of ce_old: h sees the weights only
             ce_new = self._labeled_ce(x_h, y_h)
         h = float(all_reduce_mean(feedback_signal(ce_old, ce_new)))
-        return h, {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item()}
+        return h, {"loss": loss.item(), "loss_l": loss_l.item(), "loss_u": loss_u.item(), "loss_wc": loss_wc.item()}
 
     def _baselined(self, h_raw: float) -> float:
         """h minus its moving average b <- d b + (1 - d) h (Meta Pseudo Labels' baseline, d = feedback_baseline;

@@ -84,6 +84,17 @@ class SemiSupConfig:
     """the student learns the pseudo-labels through a pseudo head, an MLP on the shared embedding, instead of its
     classifier, which then learns from labels only (DST's decoupled head, Chen et al. 2022): the classifier that
     predicts, and as the EMA teacher labels, does not fit its own pseudo-labels' errors"""
+    worst_case_head: bool = False
+    """DST's worst-case estimation head (Chen et al. 2022, as in the authors' code): an MLP on the student's
+    embedding, behind a gradient reversal layer, learns to agree with the classifier's predictions on the labeled
+    views and to disagree with them on the weak unlabeled views; the reversed gradient (DST's warm start, 0 to 0.1
+    over the unlabeled phase) trains the shared network so that no head that fits the labeled frames can: the
+    part of DST that acts on the embedding, where the drift of self-training lives (docs/semisup.md). Needs
+    weak_in_student"""
+    worst_case_weight: float = 1.0
+    """eta of DST: weight of the worst-case loss in the student's loss"""
+    worst_case_labeled_weight: float = 2.0
+    """eta' of DST: weight of the worst-case head's labeled term against its unlabeled one"""
     ema_decay: float = 0.999
     """EMA of the student: the fixmatch teacher and the evaluated model"""
     lambda_u: float = 1.0
@@ -127,6 +138,12 @@ class SemiSupConfig:
             unknown = [c for c in getattr(self, name) if c not in CLASSES]
             if unknown:
                 raise ValueError(f"{name} {unknown}: expected class names among {', '.join(CLASSES)}")
+        if self.worst_case_head and not self.weak_in_student:
+            raise ValueError("worst_case_head needs weak_in_student: the head reads the weak views' embeddings "
+                             "from the student's forward")
+        if self.worst_case_weight < 0 or self.worst_case_labeled_weight < 0:
+            raise ValueError(f"worst_case_weight ({self.worst_case_weight}) and worst_case_labeled_weight "
+                             f"({self.worst_case_labeled_weight}) must be >= 0")
         if self.h_batch not in ("separate", "same"):
             raise ValueError(f"h_batch {self.h_batch!r}: expected separate or same")
         for name in ("tau", "threshold_momentum", "debias_momentum", "ema_decay", "threshold_floor",

@@ -28,8 +28,8 @@ from .data import (LabeledImages, UnlabeledImages, WeakViews, frames_from_csv, f
                    strong_transform, unlabeled_frames_from_manifest, unlabeled_images, weak_transform)
 from .sampler import ClassUniformBatchSampler, UniformBatchSampler
 
-METRIC_COLUMNS = ["step", "lr", "loss", "loss_l", "loss_u", "mask_rate", "h", "h_raw", "val_macro_f1",
-                  *[f"f1_{c}" for c in CLASSES]]
+METRIC_COLUMNS = ["step", "lr", "loss", "loss_l", "loss_u", "mask_rate", "h", "h_raw", "loss_wc",
+                  "val_macro_f1", *[f"f1_{c}" for c in CLASSES]]
 
 
 @dataclass(frozen=True)
