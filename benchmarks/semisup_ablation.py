@@ -25,7 +25,8 @@ the demo's classes of the pool), with DebiasPL's strength 1, and without its ada
 and the default on the Train_Set frames alone, the renders left out: a pool whose class shares are the labels'
 (docs/semisup.md, "Which prior?", "The renders left out", "DebiasPL's two parts"); one gives the default's student
 DST's pseudo head ("A pseudo head"), one masks out its pseudo-labels Other ("Other"), one keeps them only from a
-confidence of 0.99 ("Other, kept only when sure"), one adds DST's worst-case head ("A worst-case head").
+confidence of 0.99 ("Other, kept only when sure"), one adds DST's worst-case head ("A worst-case head"), one keeps the feedback teacher from learning its own
+pseudo-labels ("A teacher that does not self-train").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).
@@ -57,6 +58,7 @@ PSEUDO_HEAD = "full, label prior, floor 0.95, DST pseudo head"
 NO_OTHER = "full, label prior, floor 0.95, no Other pseudo-labels"
 STRICT_OTHER = "full, label prior, floor 0.95, Other from 0.99"
 WORST_CASE = "full, label prior, floor 0.95, DST worst-case head"
+NO_TEACHER_CONSISTENCY = "full, label prior, floor 0.95, teacher without self-training"
 #: which unlabeled pool a row trains on: the Train_Set frames and the renders as stage 01 aligned them (every row but
 #: those below), the raw renders and LFW faces instead of the aligned ones, or the Train_Set frames alone
 ALIGNED, RAW, FRAMES = "aligned", "raw", "frames"
@@ -129,6 +131,10 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
     # the part of DST that acts on the embedding, where the drift the pseudo head left is (docs/semisup.md, "A
     # worst-case head")
     WORST_CASE: ("full", {**DEFAULT_WITH_PRIOR, "worst_case_head": True}, {}, ALIGNED),
+    # the default whose feedback teacher learns from the labels and the feedback only, not from its own
+    # pseudo-labels (teacher_consistency 0): does the teacher's self-training carry the label draw's lean further?
+    # (docs/semisup.md, "A teacher that does not self-train")
+    NO_TEACHER_CONSISTENCY: ("full", {**DEFAULT_WITH_PRIOR, "teacher_consistency": 0.0}, {}, ALIGNED),
     # FixMatch and the default on the Train_Set frames alone, the renders left out: a pool of the labeled videos'
     # frames, whose class shares are the labels' (Aff-Wild2's --unlabeled-frames; docs/semisup.md, "The renders
     # left out")
@@ -142,7 +148,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
 #: the default on the Train_Set frames alone: FixMatch on them): the table's "vs its full row" column
 SWITCHED_FROM = {"supervised - colour": "supervised", **dict.fromkeys(OFF_FULL, "full (+ feedback)"),
                  **dict.fromkeys([*OFF_DEFAULT, POOL_PRIOR, STRENGTH_1, NO_MARGIN, PSEUDO_HEAD, NO_OTHER, STRICT_OTHER,
-                                  WORST_CASE],
+                                  WORST_CASE, NO_TEACHER_CONSISTENCY],
                                  DEFAULT),
                  DEFAULT_FRAMES: FIXMATCH_FRAMES}
 MINORITY = ("Disgust", "Fear")
