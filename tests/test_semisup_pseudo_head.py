@@ -57,3 +57,14 @@ def test_the_pseudo_head_learns_and_comes_back_on_resume():
     for a, b in zip(algo.head.module.parameters(), again.head.module.parameters()):
         assert torch.equal(a, b)
     assert again.head.optimizer.state_dict()["state"]  # the optimizer's moments came along
+
+
+def test_a_pseudo_head_saved_in_the_earlier_layout_still_resumes():
+    algo = FixMatch(preset("fixmatch", pseudo_head=True), tiny_context(seed=0, student=frame_student), C, 16)
+    head = algo.head.state_dict()
+    old = {"labeler": algo.labeler.state_dict(), "started": True, "pseudo_head": head["module"],
+           "head_optimizer": head["optimizer"], "head_scheduler": head["scheduler"]}
+    again = FixMatch(preset("fixmatch", pseudo_head=True), tiny_context(seed=5, student=frame_student), C, 16)
+    again.load_state_dict(old)
+    for a, b in zip(algo.head.module.parameters(), again.head.module.parameters()):
+        assert torch.equal(a, b)

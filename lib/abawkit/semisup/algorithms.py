@@ -123,7 +123,7 @@ class PseudoLabeler:
             self.debias.load_state_dict(state["debias"])
 
 
-def pseudo_head(embed_dim: int, num_classes: int) -> nn.Module:
+def dst_head(embed_dim: int, num_classes: int) -> nn.Module:
     """DST's head (Chen et al., 2022, as in the authors' code; the pseudo head and the worst-case head alike):
     Linear(d, 2d), ReLU, dropout 0.5, Linear(2d, C) on the student's embedding."""
     width = 2 * embed_dim
@@ -135,7 +135,7 @@ class ExtraHead:
 
     def __init__(self, ctx: Context, embed_dim: int, num_classes: int, device: torch.device):
         self.ctx = ctx
-        self.module = pseudo_head(embed_dim, num_classes).to(device)
+        self.module = dst_head(embed_dim, num_classes).to(device)
         self.net = ctx.wrap(self.module)
         self.optimizer = ctx.make_optimizer(self.module)
         self.scheduler = ctx.make_scheduler(self.optimizer)
@@ -324,6 +324,9 @@ class FixMatch(Supervised):
     def load_state_dict(self, state):
         self.labeler.load_state_dict(state["labeler"])
         self.started = bool(state.get("started", True))
+        if "head_optimizer" in state:  # a pseudo head saved before the heads shared one layout
+            state = {**state, "pseudo_head": {"module": state["pseudo_head"], "optimizer": state["head_optimizer"],
+                                              "scheduler": state["head_scheduler"]}}
         for name, head in self.heads.items():
             head.load_state_dict(state[name])
 
