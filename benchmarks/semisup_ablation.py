@@ -498,6 +498,9 @@ def merge(out: Path, sources: list[Path], seeds: list[int] | None = None) -> str
 
     from abawkit.io import write_csv
 
+    if out.resolve() in {d.resolve() for d in sources}:
+        raise SystemExit(f"--out {out} is one of the --merge folders: give the merge a folder of its own (its "
+                         "runs.csv would replace that folder's)")
     (out / "curves").mkdir(parents=True, exist_ok=True)
     runs = pd.concat([pd.read_csv(d / "runs.csv") for d in sources]).drop_duplicates(["variant", "seed"], keep="last")
     if seeds:
