@@ -25,8 +25,8 @@ the demo's classes of the pool), with DebiasPL's strength 1, and without its ada
 and the default on the Train_Set frames alone, the renders left out: a pool whose class shares are the labels'
 (docs/semisup.md, "Which prior?", "The renders left out", "DebiasPL's two parts"); one gives the default's student
 DST's pseudo head ("A pseudo head"), one masks out its pseudo-labels Other ("Other"), one keeps them only from a
-confidence of 0.99 ("Other, kept only when sure"), one adds DST's worst-case head ("A worst-case head"), one keeps the feedback teacher from learning its own
-pseudo-labels ("A teacher that does not self-train").
+confidence of 0.99 ("Other, kept only when sure"), one adds DST's worst-case head ("A worst-case head"), one keeps
+the feedback teacher from learning its own pseudo-labels ("A teacher that does not self-train").
 
 Rows split over several processes (other --variants, other --out) are gathered with --merge; runs from before the
 test columns get them with --rescore-test (from their last checkpoints, no training).

@@ -247,11 +247,16 @@ class FixMatch(Supervised):
         """True for the first ``cfg.unlabeled_warmup`` global steps: the unlabeled parts wait."""
         return step < self.cfg.unlabeled_warmup
 
-    def unlabeled_weight(self, step: int) -> float:
-        """lambda_u, rising linearly from 0 over the ramp's first steps of the unlabeled phase (our choice)."""
+    def ramp(self, step: int) -> float:
+        """The share of the unlabeled parts' weight at ``step``: rising linearly from 0 to 1 over the ramp's first
+        steps of the unlabeled phase (our choice)."""
         ramp = self.cfg.ramp_steps(self.unlabeled_steps)
         done = step - self.cfg.unlabeled_warmup + 1
-        return self.cfg.lambda_u * (min(1.0, done / ramp) if ramp > 0 else 1.0)
+        return min(1.0, done / ramp) if ramp > 0 else 1.0
+
+    def unlabeled_weight(self, step: int) -> float:
+        """lambda_u, ramped (``ramp``)."""
+        return self.cfg.lambda_u * self.ramp(step)
 
     def teacher(self) -> nn.Module:
         """The network that labels the weak views."""
@@ -286,7 +291,7 @@ class FixMatch(Supervised):
             n, nu, ns = x_l.shape[0], u_w.shape[0], u_s.shape[0]
             wc = zero
             if self.worst_head is not None:
-                ramp = 1.0 if step is None or not self.cfg.lambda_u else self.unlabeled_weight(step) / self.cfg.lambda_u
+                ramp = 1.0 if step is None else self.ramp(step)
                 adv = self.worst_head(reverse_gradient(emb[:n + nu], WORST_CASE_REVERSAL * ramp))
                 pred = logits[:n + nu].detach().argmax(dim=1)
                 wc = self.cfg.worst_case_weight * worst_case_loss(adv[:n], pred[:n], adv[n:], pred[n:],

@@ -87,10 +87,10 @@ class SemiSupConfig:
     worst_case_head: bool = False
     """DST's worst-case estimation head (Chen et al. 2022, as in the authors' code): an MLP on the student's
     embedding, behind a gradient reversal layer, learns to agree with the classifier's predictions on the labeled
-    views and to disagree with them on the weak unlabeled views; the reversed gradient (DST's warm start, 0 to 0.1
-    over the unlabeled phase) trains the shared network so that no head that fits the labeled frames can: the
-    part of DST that acts on the embedding, where the drift of self-training lives (docs/semisup.md). Needs
-    weak_in_student"""
+    views and to disagree with them on the weak unlabeled views; the reversed gradient (rising to DST's 0.1 with
+    the lambda_u ramp, where DST warms it up over its first thousand steps) trains the shared network so that no
+    head that fits the labeled frames can: the part of DST that acts on the embedding (docs/semisup.md, "A
+    worst-case head"). Needs weak_in_student"""
     worst_case_weight: float = 1.0
     """eta of DST: weight of the worst-case loss in the student's loss"""
     worst_case_labeled_weight: float = 2.0
